@@ -1,0 +1,8 @@
+"""The embedded demo (built by `avatar build-demo`): files only, found through DEMO_DIR."""
+from pathlib import Path
+
+DEMO_DIR = Path(__file__).resolve().parent / "demo"
+DEMO_FLAME = DEMO_DIR / "flame_demo.npz"
+DEMO_AVATAR = DEMO_DIR / "avatar"
+DEMO_BLENDSHAPES = DEMO_DIR / "blendshapes.npz"
+DEMO_AUDIO = DEMO_DIR / "speech.wav"

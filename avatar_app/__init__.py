@@ -1,0 +1,1 @@
+"""The talking-head studio: player core, `avatar` command, video writing."""

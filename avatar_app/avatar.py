@@ -1,0 +1,73 @@
+"""A loaded avatar: Gaussians, the FLAME rig they ride, its parameters and blendshapes."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from assets import DEMO_AVATAR, DEMO_BLENDSHAPES, DEMO_FLAME
+from models.blendshapes import BlendshapeModel
+from models.errors import InputError
+from models.flame import FlameParams, FlameRig, load_flame, load_flame_params
+from renderer.binding import check_binding
+from renderer.gaussians import GaussianSet
+from renderer.ply import read_ply
+
+
+@dataclass
+class Avatar:
+    """`rig`/`params` are None for a static 3DGS scene (a PLY without bindings)."""
+
+    gaussians: GaussianSet
+    rig: Optional[FlameRig]
+    params: Optional[FlameParams]
+    blendshapes: Optional[BlendshapeModel]
+    source: str
+
+
+def find_point_cloud(folder: Path) -> Path:
+    """point_cloud.ply in the folder, or in GaussianAvatars' newest point_cloud/iteration_N/."""
+    if folder.is_file():
+        return folder
+    direct = folder / "point_cloud.ply"
+    if direct.is_file():
+        return direct
+    iterations = sorted(folder.glob("point_cloud/iteration_*/point_cloud.ply"),
+                        key=lambda p: int(p.parent.name.split("_")[-1]) if p.parent.name.split("_")[-1].isdigit() else -1)
+    if iterations:
+        return iterations[-1]
+    if not folder.exists():
+        raise InputError(f"{folder}: no such avatar folder")
+    raise InputError(f"{folder}: no point_cloud.ply (nor point_cloud/iteration_*/point_cloud.ply) in it")
+
+
+def load_avatar(folder: str | Path, flame: Optional[str | Path] = None,
+                blendshapes: Optional[str | Path] = None) -> Avatar:
+    """Load a GaussianAvatars avatar folder (or a plain 3DGS PLY) with its FLAME model."""
+    folder = Path(folder)
+    ply = find_point_cloud(folder)
+    gaussians = read_ply(ply)
+    bs = BlendshapeModel.load(blendshapes) if blendshapes else None
+    if not gaussians.is_bound:
+        return Avatar(gaussians, None, None, bs, str(ply))
+    if flame is None:
+        raise InputError(f"{ply}: Gaussians are bound to FLAME triangles; give the FLAME model "
+                         "the avatar was trained with (--flame FILE, e.g. flame2023.pkl)")
+    arrays = load_flame(flame)
+    check_binding(gaussians, arrays.num_faces, str(ply))
+    param_file = ply.parent / "flame_param.npz"
+    if not param_file.is_file():
+        param_file = folder / "flame_param.npz"
+    params = load_flame_params(param_file) if param_file.is_file() else FlameParams.neutral(1)
+    if bs is not None and bs.template.shape[0] != arrays.num_vertices - (120 if arrays.has_teeth else 0):
+        raise InputError(f"{blendshapes}: blendshapes have {bs.template.shape[0]} vertices, "
+                         f"the FLAME model {flame} has {arrays.num_vertices}")
+    rig = FlameRig(arrays, params.shape, params.static_offset)
+    return Avatar(gaussians, rig, params, bs, str(ply))
+
+
+def load_demo() -> Avatar:
+    """The embedded demo head, avatar and blendshapes."""
+    if not DEMO_FLAME.is_file():
+        raise InputError(f"{DEMO_FLAME}: the demo assets are missing; run `avatar build-demo`")
+    return load_avatar(DEMO_AVATAR, DEMO_FLAME, DEMO_BLENDSHAPES)

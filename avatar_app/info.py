@@ -1,0 +1,88 @@
+"""`avatar info PATH`: say what a file or folder is, in the terms a user needs."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from models.audio import load_wav
+from models.blendshapes import BlendshapeModel, WeightSequence
+from models.errors import InputError
+from models.flame import load_flame, load_flame_params
+from models.teeth import FLAME_VERTICES
+from renderer.ply import read_ply
+
+from .avatar import find_point_cloud
+
+FLAME_FACES, FLAME_TEETH_FACES = 9976, 10144
+
+
+def _flame_needed(top_face: int) -> str:
+    if top_face < FLAME_FACES:
+        return f"a mesh with more than {top_face} faces (FLAME has {FLAME_FACES})"
+    if top_face < FLAME_TEETH_FACES:
+        return f"FLAME with GaussianAvatars teeth ({FLAME_TEETH_FACES} faces), from a {FLAME_VERTICES}-vertex FLAME .pkl"
+    return f"a mesh with more than {top_face} faces (more than FLAME with teeth)"
+
+
+def describe_avatar(path: Path) -> str:
+    ply = find_point_cloud(path)
+    g = read_ply(ply)
+    lines = [f"{ply}: Gaussian {'avatar (GaussianAvatars layout)' if g.is_bound else 'scene (static 3DGS, no bindings)'}",
+             f"  Gaussians: {len(g):,}", f"  SH degree: {g.sh_degree}"]
+    if g.is_bound:
+        lo, hi = int(g.binding.min()), int(g.binding.max())
+        lines += [f"  bound to triangles {lo}..{hi} ({len(np.unique(g.binding.numpy())):,} distinct)",
+                  f"  needs: {_flame_needed(hi)}"]
+        params = ply.parent / "flame_param.npz"
+        if params.is_file():
+            p = load_flame_params(params)
+            shape = "with shape and static offset" if p.shape is not None else "motion only"
+            lines.append(f"  {params.name}: {p.num_frames} frame(s), {shape}")
+    return "\n".join(lines)
+
+
+def _npz_keys(path: Path) -> set[str]:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return set(data.files)
+    except (OSError, ValueError) as err:
+        raise InputError(f"{path}: not a readable .npz file ({err})") from None
+
+
+def describe_file(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix == ".ply":
+        return describe_avatar(path)
+    if suffix == ".wav":
+        a = load_wav(path)
+        return f"{path}: audio, {a.sample_rate} Hz, {a.duration:.2f} s (mono after downmix)"
+    keys = _npz_keys(path) if suffix == ".npz" else {"v_template"} if suffix == ".pkl" else set()
+    if "v_template" in keys:
+        f = load_flame(path, teeth=False)
+        teeth = " (GaussianAvatars adds teeth: 5143 vertices, 10144 faces)" if f.num_vertices == FLAME_VERTICES else ""
+        return (f"{path}: FLAME model\n  vertices: {f.num_vertices}, faces: {f.num_faces}{teeth}\n"
+                f"  shape components: {f.n_shape}, expression components: {f.n_expr}, joints: {f.J_regressor.shape[0]}")
+    if "speech_basis" in keys:
+        m = BlendshapeModel.load(path)
+        err = np.concatenate([m.speech_mapping_error, m.expression_mapping_error]).max() * 1000
+        return (f"{path}: blendshape model ({m.template.shape[0]} vertices)\n"
+                f"  speech: {', '.join(m.speech_names)}\n  expression: {', '.join(m.expression_names)}\n"
+                f"  emotions: {', '.join(m.emotion_names)}\n  worst FLAME mapping error: {err:.3f} mm RMS")
+    if "speech" in keys and "fps" in keys:
+        w = WeightSequence.load(path)
+        return (f"{path}: weight sequence, {len(w.speech)} frames at {float(w.fps):g} fps\n"
+                f"  speech: {', '.join(w.speech_names)}\n  expression: {', '.join(w.expression_names)}")
+    if "expr" in keys:
+        p = load_flame_params(path)
+        kind = "avatar FLAME parameters" if p.shape is not None else "FLAME motion"
+        return f"{path}: {kind}, {p.num_frames} frame(s)"
+    raise InputError(f"{path}: not an avatar, PLY, FLAME model, blendshape model, weights, motion or WAV file")
+
+
+def describe(path: Path) -> str:
+    if path.is_dir():
+        return describe_avatar(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file or folder")
+    return describe_file(path)

@@ -1,0 +1,397 @@
+"""FLAME: model files from any path, per-frame parameters, and smplx's forward pass.
+
+smplx's FLAME is the reference forward pass (the same LBS GaussianAvatars uses), but it only
+reads `FLAME_<GENDER>.pkl|npz` plus a landmark file from a folder and cannot take a static
+offset; `FlameRig` bridges that by writing a sanitized copy into a private temporary folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pickle
+import secrets
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import numpy as np
+import scipy.sparse
+import smplx
+import torch
+
+from models.errors import InputError
+from models.safe_pickle import load_pickle
+from models.teeth import FLAME_VERTICES, TEETH_VERTICES, add_teeth
+
+Array = Union[np.ndarray, torch.Tensor]
+
+NUM_JOINTS = 5  # global (root), neck, jaw, left eye, right eye
+EXPR_DIM = 100
+MODEL_KEYS = ("v_template", "f", "shapedirs", "posedirs", "J_regressor", "weights", "kintree_table")
+# Per-frame keys of GaussianAvatars' flame_param.npz and their widths.
+FRAME_KEYS = {
+    "expr": EXPR_DIM, "rotation": 3, "neck_pose": 3, "jaw_pose": 3, "translation": 3, "eyes_pose": 6,
+}
+_ZIP_MAGIC = b"PK\x03\x04"
+_SMPLX_INPUTS = (
+    "betas", "global_orient", "body_pose", "transl", "expression",
+    "neck_pose", "jaw_pose", "leye_pose", "reye_pose",
+)
+
+
+@dataclass
+class FlameArrays:
+    """A validated FLAME model as plain arrays (optionally with GaussianAvatars' teeth)."""
+
+    v_template: np.ndarray  # (V, 3) float32
+    faces: np.ndarray  # (F, 3) int64
+    shapedirs: np.ndarray  # (V, 3, n_shape + n_expr) float32: shape columns, then expression
+    posedirs: np.ndarray  # (V, 3, 9 * (J - 1)) float32
+    J_regressor: np.ndarray  # (J, V) float32, dense
+    weights: np.ndarray  # (V, J) float32
+    kintree_table: np.ndarray  # (2, J) int64
+    n_shape: int
+    n_expr: int
+    source: str
+    has_teeth: bool = False
+
+    @property
+    def num_vertices(self) -> int:
+        return self.v_template.shape[0]
+
+    @property
+    def num_faces(self) -> int:
+        return self.faces.shape[0]
+
+
+def _shape_text(shape: tuple) -> str:
+    return "(" + ", ".join(str(n) for n in shape) + ")"
+
+
+def _numeric(value: Any, key: str, source: str) -> np.ndarray:
+    """The value as a finite numeric array; sparse matrices become dense."""
+    if scipy.sparse.issparse(value):
+        value = value.toarray()
+    try:
+        array = np.asarray(value)
+    except Exception as err:  # an unconvertible object in a user file
+        raise InputError(f"{source}: {key} is not an array ({type(value).__name__})") from err
+    if array.dtype.kind not in "biuf":
+        raise InputError(f"{source}: {key} is not numeric (dtype {array.dtype})")
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise InputError(f"{source}: {key} contains NaN or infinite values")
+    return array
+
+
+def _expect_shape(array: np.ndarray, expected: tuple, key: str, source: str) -> None:
+    """Check `array.shape` against `expected`, whose str entries match any size."""
+    ok = array.ndim == len(expected) and all(
+        isinstance(e, str) or n == e for n, e in zip(array.shape, expected)
+    )
+    if not ok:
+        raise InputError(
+            f"{source}: {key} has shape {_shape_text(array.shape)}, expected {_shape_text(expected)}"
+        )
+
+
+def _read_model_file(path: Path) -> dict:
+    """The raw key → value mapping of a FLAME .npz or (official, chumpy) .pkl file."""
+    try:
+        with open(path, "rb") as file:
+            is_zip = file.read(4) == _ZIP_MAGIC
+    except OSError as err:
+        raise InputError(f"{path}: cannot read ({err.strerror or err})") from err
+    if not is_zip:
+        raw = load_pickle(path)
+        if not isinstance(raw, dict):
+            raise InputError(f"{path}: holds a {type(raw).__name__}, not a FLAME model dictionary")
+        return raw
+    return _read_npz(path, (*MODEL_KEYS, "n_shape", "n_expr"))
+
+
+def _read_npz(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Those of `keys` that the .npz at `path` holds, read without pickle."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {key: archive[key] for key in keys if key in archive.files}
+    except Exception as err:  # whatever numpy or zipfile raise, the file is unusable
+        raise InputError(f"{path}: not a readable .npz archive ({type(err).__name__}: {err})") from err
+
+
+def _split_shapedirs(raw: dict, columns: int, source: str) -> tuple[int, int]:
+    """(n_shape, n_expr): official files hold shape columns then 100 expression columns;
+    an .npz may declare its own split with scalar keys `n_shape` and `n_expr`."""
+    if ("n_shape" in raw) != ("n_expr" in raw):
+        raise InputError(f"{source}: n_shape and n_expr must be given together")
+    if "n_shape" in raw:
+        n_shape, n_expr = (int(_numeric(raw[k], k, source).reshape(-1)[0]) for k in ("n_shape", "n_expr"))
+    elif columns >= EXPR_DIM:
+        n_shape, n_expr = columns - EXPR_DIM, EXPR_DIM
+    else:
+        raise InputError(
+            f"{source}: shapedirs has {columns} columns; FLAME needs shape columns then "
+            f"{EXPR_DIM} expression columns"
+        )
+    limit_shape, limit_expr = smplx.FLAME.SHAPE_SPACE_DIM, smplx.FLAME.EXPRESSION_SPACE_DIM
+    if n_shape + n_expr != columns or not (0 <= n_shape <= limit_shape and 0 <= n_expr <= limit_expr):
+        raise InputError(
+            f"{source}: shapedirs has {columns} columns, split as {n_shape} shape + {n_expr} expression "
+            f"(at most {limit_shape} + {limit_expr}, summing to the column count)"
+        )
+    return n_shape, n_expr
+
+
+def _validate_model(raw: dict, source: str) -> FlameArrays:
+    missing = [key for key in MODEL_KEYS if key not in raw]
+    if missing:
+        raise InputError(f"{source}: missing key(s) {', '.join(missing)} (not a FLAME model file)")
+    a = {key: _numeric(raw[key], key, source) for key in MODEL_KEYS}
+    _expect_shape(a["v_template"], ("V", 3), "v_template", source)
+    num_vertices = a["v_template"].shape[0]
+    joints = a["J_regressor"].shape[0] if a["J_regressor"].ndim == 2 else -1
+    if joints != NUM_JOINTS:
+        raise InputError(
+            f"{source}: J_regressor has shape {_shape_text(a['J_regressor'].shape)}; FLAME has 5 joints "
+            "(global, neck, jaw, left eye, right eye)"
+        )
+    _expect_shape(a["J_regressor"], (NUM_JOINTS, num_vertices), "J_regressor", source)
+    _expect_shape(a["f"], ("F", 3), "f", source)
+    _expect_shape(a["shapedirs"], (num_vertices, 3, "S"), "shapedirs", source)
+    _expect_shape(a["posedirs"], (num_vertices, 3, 9 * (NUM_JOINTS - 1)), "posedirs", source)
+    _expect_shape(a["weights"], (num_vertices, NUM_JOINTS), "weights", source)
+    _expect_shape(a["kintree_table"], (2, NUM_JOINTS), "kintree_table", source)
+    faces = a["f"]
+    if faces.dtype.kind not in "iu" or faces.size == 0 or faces.min() < 0 or faces.max() >= num_vertices:
+        raise InputError(f"{source}: f must hold integer vertex indices in 0..{num_vertices - 1}")
+    parents = a["kintree_table"][0, 1:].astype(np.int64)
+    if any(not 0 <= parent < joint for joint, parent in enumerate(parents, start=1)):
+        raise InputError(f"{source}: kintree_table parents {parents.tolist()} do not form a joint chain")
+    n_shape, n_expr = _split_shapedirs(raw, a["shapedirs"].shape[2], source)
+    return FlameArrays(
+        v_template=a["v_template"].astype(np.float32),
+        faces=faces.astype(np.int64),
+        shapedirs=a["shapedirs"].astype(np.float32),
+        posedirs=a["posedirs"].astype(np.float32),
+        J_regressor=a["J_regressor"].astype(np.float32),
+        weights=a["weights"].astype(np.float32),
+        kintree_table=a["kintree_table"].astype(np.int64),
+        n_shape=n_shape,
+        n_expr=n_expr,
+        source=source,
+    )
+
+
+def load_flame(path: str | Path, teeth: bool = True) -> FlameArrays:
+    """Load a FLAME model (official chumpy .pkl or .npz with the same keys) from any path;
+    5023-vertex FLAME gets GaussianAvatars' teeth unless `teeth` is False."""
+    path = Path(path)
+    arrays = _validate_model(_read_model_file(path), str(path))
+    return add_teeth(arrays) if teeth and arrays.num_vertices == FLAME_VERTICES else arrays
+
+
+def _check_frames(values: dict[str, Any], where: str) -> int:
+    """The common frame count of per-frame arrays, checking their widths."""
+    frames = values["expr"].shape[0] if values["expr"].ndim == 2 else -1
+    for key, width in FRAME_KEYS.items():
+        if tuple(values[key].shape) != (frames, width):
+            raise InputError(
+                f"{where}: {key} has shape {_shape_text(tuple(values[key].shape))}, expected (T, {width}) "
+                f"with T = {frames} frames"
+            )
+    return frames
+
+
+@dataclass
+class FlameParams:
+    """FLAME parameters of a clip (GaussianAvatars' flame_param.npz layout), numpy or torch."""
+
+    expr: Array  # (T, 100)
+    jaw_pose: Array  # (T, 3)
+    rotation: Array  # (T, 3) global rotation about the root joint
+    neck_pose: Array  # (T, 3)
+    translation: Array  # (T, 3) added after LBS
+    eyes_pose: Array  # (T, 6): left eye 3, right eye 3
+    shape: Optional[Array] = None  # (n_shape,) per avatar; motion files have none
+    static_offset: Optional[Array] = None  # (1, V, 3) per avatar
+
+    def __post_init__(self) -> None:
+        _check_frames({key: getattr(self, key) for key in FRAME_KEYS}, "FlameParams")
+
+    @property
+    def num_frames(self) -> int:
+        return self.expr.shape[0]
+
+    @classmethod
+    def neutral(
+        cls, num_frames: int, shape: Optional[Array] = None, static_offset: Optional[Array] = None
+    ) -> FlameParams:
+        """All-zero expression and pose for `num_frames` frames."""
+        zeros = {key: np.zeros((num_frames, width), np.float32) for key, width in FRAME_KEYS.items()}
+        return cls(**zeros, shape=shape, static_offset=static_offset)
+
+    def slice(self, start: int, stop: int) -> FlameParams:
+        """Frames start..stop-1, sharing the per-avatar shape and static offset."""
+        return dataclasses.replace(self, **{key: getattr(self, key)[start:stop] for key in FRAME_KEYS})
+
+
+def load_flame_params(path: str | Path) -> FlameParams:
+    """Read a GaussianAvatars flame_param.npz or a motion file (no shape/static_offset).
+
+    Missing per-frame keys other than `expr` are zero; `expr` with fewer than 100 columns is
+    zero-padded. `dynamic_offset` is not read: GaussianAvatars' FLAME forward ignores it too.
+    """
+    path = Path(path)
+    raw = _read_npz(path, (*FRAME_KEYS, "shape", "static_offset"))
+    if "expr" not in raw:
+        raise InputError(f"{path}: missing key expr (not a FLAME parameter file)")
+    values = {key: _numeric(value, key, str(path)).astype(np.float32) for key, value in raw.items()}
+    expr = values["expr"]
+    if expr.ndim != 2 or expr.shape[1] > EXPR_DIM:
+        raise InputError(f"{path}: expr has shape {_shape_text(expr.shape)}, expected (T, up to {EXPR_DIM})")
+    values["expr"] = np.pad(expr, ((0, 0), (0, EXPR_DIM - expr.shape[1])))
+    for key, width in FRAME_KEYS.items():
+        values.setdefault(key, np.zeros((expr.shape[0], width), np.float32))
+    _check_frames(values, str(path))
+    if "shape" in values:
+        if values["shape"].ndim == 2 and values["shape"].shape[0] == 1:
+            values["shape"] = values["shape"][0]
+        _expect_shape(values["shape"], ("n_shape",), "shape", str(path))
+    if "static_offset" in values:
+        if values["static_offset"].ndim == 2:
+            values["static_offset"] = values["static_offset"][None]
+        _expect_shape(values["static_offset"], (1, "V", 3), "static_offset", str(path))
+    return FlameParams(**values)
+
+
+def _to_numpy(value: Array) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    return np.asarray(value, dtype=np.float32)
+
+
+def save_flame_params(params: FlameParams, path: str | Path) -> None:
+    """Write GaussianAvatars' flame_param.npz keys (float32), atomically.
+
+    With a static offset (an avatar file) the all-zero `dynamic_offset` (T, V, 3) is written too,
+    since GaussianAvatars' viewer indexes it; it is streamed, never held in memory whole.
+    """
+    path = Path(path)
+    data = {key: _to_numpy(getattr(params, key)) for key in FRAME_KEYS}
+    if params.shape is not None:
+        data["shape"] = _to_numpy(params.shape).reshape(-1)
+    if params.static_offset is not None:
+        static_offset = _to_numpy(params.static_offset).reshape(1, -1, 3)
+        data["static_offset"] = static_offset
+        frames_shape = (params.num_frames, *static_offset.shape[1:])
+        data["dynamic_offset"] = np.broadcast_to(np.zeros_like(static_offset), frames_shape)
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(temporary, "xb") as file:
+            np.savez_compressed(file, **data)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _static_offset(arrays: FlameArrays, static_offset: Optional[Array]) -> np.ndarray:
+    """(V, 3); an offset fitted without teeth gets zero rows for them, as in GaussianAvatars."""
+    if static_offset is None:
+        return np.zeros_like(arrays.v_template)
+    offset = _to_numpy(static_offset)
+    if offset.ndim == 3 and offset.shape[0] == 1:
+        offset = offset[0]
+    if offset.ndim == 2 and offset.shape[1] == 3 and arrays.has_teeth:
+        if offset.shape[0] == arrays.num_vertices - TEETH_VERTICES:
+            offset = np.pad(offset, ((0, TEETH_VERTICES), (0, 0)))
+    if offset.shape != arrays.v_template.shape:
+        raise InputError(
+            f"static_offset has shape {_shape_text(offset.shape)}; the FLAME model {arrays.source} "
+            f"has {arrays.num_vertices} vertices"
+        )
+    return offset
+
+
+def _fit_columns(values: torch.Tensor, columns: int) -> torch.Tensor:
+    """Truncate or zero-pad the last dimension to `columns` (FLAME ignores unused coefficients)."""
+    if values.shape[-1] >= columns:
+        return values[..., :columns]
+    return torch.nn.functional.pad(values, (0, columns - values.shape[-1]))
+
+
+def _build_smplx_flame(arrays: FlameArrays, template: np.ndarray) -> smplx.FLAME:
+    """smplx.FLAME from a sanitized model written to (and removed from) a private temp folder."""
+    shape_dim = smplx.FLAME.SHAPE_SPACE_DIM
+    shapedirs = np.zeros((arrays.num_vertices, 3, shape_dim + smplx.FLAME.EXPRESSION_SPACE_DIM), np.float32)
+    shapedirs[..., : arrays.n_shape] = arrays.shapedirs[..., : arrays.n_shape]
+    shapedirs[..., shape_dim : shape_dim + arrays.n_expr] = arrays.shapedirs[..., arrays.n_shape :]
+    # smplx reads landmarks from this file; one landmark on face 0 satisfies it.
+    landmarks = {"lmk_face_idx": np.zeros(1, np.int64), "lmk_b_coords": np.full((1, 3), 1 / 3, np.float32)}
+    with tempfile.TemporaryDirectory(prefix="flame-smplx-") as folder:
+        np.savez(
+            os.path.join(folder, "FLAME_NEUTRAL.npz"),
+            v_template=template, f=arrays.faces, shapedirs=shapedirs, posedirs=arrays.posedirs,
+            J_regressor=arrays.J_regressor, weights=arrays.weights, kintree_table=arrays.kintree_table,
+        )
+        with open(os.path.join(folder, "flame_static_embedding.pkl"), "wb") as file:
+            pickle.dump(landmarks, file)
+        # Every input is passed to forward, so smplx's own default-value parameters are not made.
+        no_parameters = {f"create_{name}": False for name in _SMPLX_INPUTS}
+        return smplx.FLAME(
+            model_path=folder, ext="npz", gender="neutral", num_betas=arrays.n_shape,
+            num_expression_coeffs=arrays.n_expr, batch_size=1, **no_parameters,
+        )
+
+
+class FlameRig(torch.nn.Module):
+    """One avatar's FLAME (fixed shape and static offset): FlameParams of T frames → vertices."""
+
+    def __init__(
+        self,
+        arrays: FlameArrays,
+        shape: Optional[Array] = None,
+        static_offset: Optional[Array] = None,
+        chunk_frames: int = 256,
+    ) -> None:
+        super().__init__()
+        self.n_expr = arrays.n_expr
+        self.chunk_frames = chunk_frames
+        betas = torch.zeros(1, arrays.n_shape)
+        if shape is not None:
+            betas = _fit_columns(torch.from_numpy(_to_numpy(shape).reshape(1, -1)), arrays.n_shape)
+        self.register_buffer("betas", betas)
+        self.register_buffer("faces", torch.from_numpy(arrays.faces))
+        # smplx has no static offset; it is part of the template before shaping and LBS.
+        self._flame = _build_smplx_flame(arrays, arrays.v_template + _static_offset(arrays, static_offset))
+
+    @property
+    def num_vertices(self) -> int:
+        return self._flame.v_template.shape[0]
+
+    def forward(self, params: FlameParams) -> torch.Tensor:
+        """Posed vertices (T, V, 3), computed in chunks of `chunk_frames` frames."""
+        device = self.betas.device
+        frames = {
+            key: torch.as_tensor(getattr(params, key), dtype=torch.float32, device=device)
+            for key in FRAME_KEYS
+        }
+        expr = _fit_columns(frames["expr"], self.n_expr)
+        chunks = []
+        for start in range(0, params.num_frames, self.chunk_frames):
+            part = slice(start, min(start + self.chunk_frames, params.num_frames))
+            eyes = frames["eyes_pose"][part]
+            output = self._flame(
+                betas=self.betas.expand(eyes.shape[0], -1),
+                expression=expr[part],
+                global_orient=frames["rotation"][part],
+                neck_pose=frames["neck_pose"][part],
+                jaw_pose=frames["jaw_pose"][part],
+                leye_pose=eyes[:, :3],
+                reye_pose=eyes[:, 3:],
+                transl=frames["translation"][part],
+            )
+            chunks.append(output.vertices)
+        if not chunks:
+            return torch.zeros(0, self.num_vertices, 3, device=device)
+        return chunks[0] if len(chunks) == 1 else torch.cat(chunks)

@@ -1,0 +1,1 @@
+"""Renderer: Gaussian sets, PLY I/O, binding to triangles, cameras, SH, gsplat and CPU backends."""

@@ -1,0 +1,5 @@
+"""The one exception type `renderer` raises for bad user input."""
+
+
+class InputError(ValueError):
+    """A user-supplied file or value is unusable; the message names it and the problem."""
