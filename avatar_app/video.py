@@ -35,6 +35,7 @@ def _staged(target: Path, is_dir: bool) -> Iterator[Path]:
         fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=".partial" + target.suffix)
         os.close(fd)
         tmp = Path(name)
+        tmp.chmod(0o644)
     try:
         yield tmp
         if is_dir and target.exists():
@@ -63,7 +64,7 @@ def write_mp4(frames: Iterable[np.ndarray], path: str | Path, size: tuple[int, i
         save_wav(Audio(samples, rate), wav)
         writer = imageio_ffmpeg.write_frames(
             str(tmp), (width, height), fps=fps, codec="libx264", pix_fmt_out="yuv420p", quality=8,
-            macro_block_size=1, audio_path=str(wav), audio_codec="aac",
+            macro_block_size=1, ffmpeg_log_level="error", audio_path=str(wav), audio_codec="aac",
             output_params=["-movflags", "+faststart", "-fps_mode", "cfr", "-f", "mp4"],
         )
         writer.send(None)

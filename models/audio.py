@@ -94,6 +94,10 @@ def fit_length(audio: Audio, duration: float) -> Audio:
     return Audio(samples, audio.sample_rate)
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
     """Write through `write` into a temporary file beside `path`, then rename over it.
 
@@ -107,6 +111,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, target)
     except BaseException:
         os.unlink(tmp)

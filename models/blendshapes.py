@@ -28,7 +28,7 @@ FORMAT_VERSION = 1
 def _names(source: str, key: str, value: Sequence[str] | np.ndarray) -> tuple[str, ...]:
     """Names as a tuple of distinct non-empty strings (from a string array or any sequence)."""
     if isinstance(value, np.ndarray) and (value.ndim != 1 or value.dtype.kind != "U"):
-        raise InputError(f"{source}: {key} must be a 1-D array of strings, got {value.dtype} {value.shape}")
+        raise InputError(f"{source}: {key} must be a 1-D string array, got {value.dtype} {value.shape}")
     names = tuple(value)
     if not all(isinstance(name, str) and name for name in names):
         raise InputError(f"{source}: {key} must be non-empty strings")
@@ -163,7 +163,8 @@ class BlendshapeModel(_NpzRecord):
                 intensity[self.emotion_names.index(name)] = _finite_number("emotion", name, value)
             return np.tile(intensity @ self.emotion_profiles, (frames, 1))
         shape = (frames, len(self.emotion_names))
-        return _array("expression_weights", "emotion intensities", emotions, shape) @ self.emotion_profiles
+        intensity = _array("expression_weights", "emotion intensities", emotions, shape)
+        return intensity @ self.emotion_profiles
 
     def to_flame(
         self,
@@ -173,9 +174,8 @@ class BlendshapeModel(_NpzRecord):
         expression_gain: float = 1.0,
     ) -> tuple[np.ndarray, np.ndarray]:
         """FLAME expr (T, 100) and jaw_pose (T, 3) from P = gs·Ws·A_s + ge·We·A_e."""
-        params = self._mix(
-            speech_w, expr_w, speech_gain, expression_gain, self.speech_to_flame, self.expression_to_flame
-        )
+        parts = (self.speech_to_flame, self.expression_to_flame)
+        params = self._mix(speech_w, expr_w, speech_gain, expression_gain, *parts)
         return params[:, :FLAME_EXPR], params[:, FLAME_EXPR:]
 
     def displacements(
@@ -186,9 +186,8 @@ class BlendshapeModel(_NpzRecord):
         expression_gain: float = 1.0,
     ) -> np.ndarray:
         """(T, V, 3) linear blendshape displacements: what the FLAME mapping approximates."""
-        return self._mix(
-            speech_w, expr_w, speech_gain, expression_gain, self.speech_basis, self.expression_basis
-        )
+        parts = (self.speech_basis, self.expression_basis)
+        return self._mix(speech_w, expr_w, speech_gain, expression_gain, *parts)
 
     def _mix(
         self,
@@ -199,12 +198,14 @@ class BlendshapeModel(_NpzRecord):
         speech_part: np.ndarray,
         expression_part: np.ndarray,
     ) -> np.ndarray:
+        """gs·Ws·speech_part + ge·We·expression_part, after checking weights and gains."""
         speech = _array("blendshape weights", "speech weights", speech_w, (None, len(self.speech_names)))
         shape = (speech.shape[0], len(self.expression_names))
         expression = _array("blendshape weights", "expression weights", expr_w, shape)
         gs = _finite_number("blendshape weights", "speech gain", speech_gain)
         ge = _finite_number("blendshape weights", "expression gain", expression_gain)
-        return gs * np.tensordot(speech, speech_part, 1) + ge * np.tensordot(expression, expression_part, 1)
+        speech_term = np.tensordot(speech, speech_part, 1)
+        return gs * speech_term + ge * np.tensordot(expression, expression_part, 1)
 
 
 @dataclass(kw_only=True)

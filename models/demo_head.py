@@ -146,8 +146,8 @@ def _expression_dirs(p: np.ndarray, head: np.ndarray, jaw_w: np.ndarray) -> np.n
                  for lid in lids]
     lids_down = (above_eye[0] + above_eye[1]) * np.array([0, -0.0135, 0.003])
     fields = {
-        "smile": corner_move(0.004, 0.006, -0.003) + region(cheeks, 0.012, [0, 0.002, 0.001]),
-        "frown": corner_move(0.001, -0.006, -0.001),
+        "smile": corner_move(0.005, 0.008, -0.003) + region(cheeks, 0.012, [0, 0.002, 0.001]),
+        "frown": corner_move(0.001, -0.008, -0.001),
         "lips_round": region([upper_lip, lower_lip], 0.012, [0, 0, 0.006]) + corner_move(-0.008, 0, 0.002),
         "lip_stretch": corner_move(0.008, -0.002, -0.002, r=0.013),
         "upper_lip_raise": upper * region([upper_lip], 0.01, [0, 0.004, 0.001]),
@@ -157,7 +157,7 @@ def _expression_dirs(p: np.ndarray, head: np.ndarray, jaw_w: np.ndarray) -> np.n
         "cheek_raise": region(cheeks, 0.013, [0, 0.004, 0.002]),
         "brow_raise": region(brows, 0.016, [0, 0.007, 0.001]),
         "brow_lower": region(brows, 0.014, [0, -0.005, 0.001]) - 0.003 * sign_x * region(inner_brows, 0.01, [1, 0, 0]),
-        "brow_inner_up": region(inner_brows, 0.011, [0, 0.007, 0.001]),
+        "brow_inner_up": region(inner_brows, 0.011, [0, 0.009, 0.001]),
         "eyelids_close": lids_down,
         "eyes_wide": -0.3 * lids_down,
         "nose_wrinkle": region([np.array([0, -0.01, zf(0, -0.01)])], 0.012, [0, 0.003, -0.002])

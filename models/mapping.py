@@ -46,7 +46,7 @@ def fit_flame_mapping(
     neutral = np.asarray(neutral, dtype=np.float64)
     if basis.ndim != 3 or neutral.ndim != 2 or neutral.shape[1] != 3 or basis.shape[1:] != neutral.shape:
         raise InputError(
-            f"flame mapping: basis {basis.shape} and neutral {neutral.shape} are not (K, V, 3) and (V, 3)"
+            f"flame mapping: basis {basis.shape} and neutral {neutral.shape} are not (K, V, 3), (V, 3)"
         )
     if not (np.isfinite(basis).all() and np.isfinite(neutral).all()):
         raise InputError("flame mapping: basis or neutral contains NaN or infinite values")
@@ -67,10 +67,9 @@ def fit_flame_mapping(
 def _evaluate(forward: Forward, params: torch.Tensor, vertices: int) -> torch.Tensor:
     """forward on (B, 103) parameters, checked to return (B, V, 3)."""
     out = forward(params[:, :FLAME_EXPR], params[:, FLAME_EXPR:])
-    if tuple(out.shape) != (params.shape[0], vertices, 3):
-        raise InputError(
-            f"flame mapping: forward returned shape {tuple(out.shape)}, expected ({params.shape[0]}, {vertices}, 3)"
-        )
+    expected = (params.shape[0], vertices, 3)
+    if tuple(out.shape) != expected:
+        raise InputError(f"flame mapping: forward returned shape {tuple(out.shape)}, expected {expected}")
     return out
 
 
@@ -116,6 +115,6 @@ def _refine(
         loss = torch.where(better, trial_loss, loss)
         # settled: a negligible gain (relative, or below float32 vertex precision), or no gain
         # even at a tiny step
-        done |= torch.where(better, gain <= 1e-6 * loss + floor, scale < 1e-3)
+        done |= torch.where(better, gain <= 1e-5 * loss + floor, scale < 1e-3)
         scale = torch.where(better, torch.clamp(scale * 2.0, max=1.0), scale / 4.0)
     return params.float().numpy(), loss.numpy()

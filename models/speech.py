@@ -53,11 +53,12 @@ class SignalSpeechDriver:
 
     - `jaw_open` follows the loudness envelope (dB above the noise floor), reduced on noisy
       (fricative-like) frames;
-    - `lips_wide` / `lips_round`: voiced frames with a high / low (pre-emphasised) spectral
-      centroid, as in /i/ /e/ versus /o/ /u/;
+    - `lips_wide` / `lips_round`: voiced frames whose (pre-emphasised) spectral centroid lies
+      above / below the clip's voiced average, as in /i/ /e/ versus /o/ /u/;
     - `lips_closed`: short loudness dips with speech on both sides (stop closures, /m/ /b/ /p/);
     - any other speech blendshape gets weight 0.
-    Weights are attack/release smoothed and lie in [0, 1]; silence gives 0.
+    Weights are attack/release smoothed and lie in [0, 1]; silence gives 0. Loudness and
+    centroid are normalised per clip (noise floor, speaker's average), so give it whole clips.
     """
 
     def __init__(self, speech_names: Sequence[str]) -> None:
@@ -66,6 +67,7 @@ class SignalSpeechDriver:
             raise InputError(f"speech driver: duplicate speech names in {list(self.speech_names)}")
 
     def weights(self, audio: np.ndarray, sample_rate: int, fps: float) -> np.ndarray:
+        """[T, Ks] weights; the audio is analysed at 16 kHz whatever its rate."""
         if int(sample_rate) != sample_rate or sample_rate <= 0:
             raise InputError(f"speech driver: sample rate {sample_rate} is not a positive integer")
         if not np.isfinite(fps) or fps <= 0:
@@ -127,7 +129,8 @@ def _features(signal: np.ndarray, fps: float, frames: int) -> _Features:
     log_centroid = np.log2(np.maximum(centroid, 1.0))
     weight = level * voicing
     reference = (weight @ log_centroid) / (weight.sum() + 1e-12)
-    return _Features(level=level, noisiness=noisiness, voicing=voicing, brightness=log_centroid - reference)
+    brightness = log_centroid - reference
+    return _Features(level=level, noisiness=noisiness, voicing=voicing, brightness=brightness)
 
 
 def _loudness(rms: np.ndarray) -> np.ndarray:

@@ -134,6 +134,7 @@ def write_ply(gaussians: GaussianSet, path: str | os.PathLike) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(header.encode("ascii"))
             table.tofile(f)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)

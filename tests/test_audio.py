@@ -20,7 +20,8 @@ def write_extensible(path: Path, rate: int, frames: bytes, channels: int, bits: 
         "<HHIIHHHHI16s", 0xFFFE, channels, rate, rate * block, block, bits, 22, bits,
         (1 << channels) - 1, struct.pack("<H", code) + _GUID_TAIL,
     )
-    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(frames)) + frames
+    chunks = b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(frames)) + frames
+    body = b"WAVE" + chunks
     path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
 
 

@@ -161,7 +161,9 @@ def sequence() -> WeightSequence:
     )  # fmt: skip
 
 
-def test_weight_sequence_round_trip(sequence: WeightSequence, model: BlendshapeModel, tmp_path: Path) -> None:
+def test_weight_sequence_round_trip(
+    sequence: WeightSequence, model: BlendshapeModel, tmp_path: Path
+) -> None:
     path = tmp_path / "clip.weights.npz"
     sequence.save(path)
     loaded = WeightSequence.load(path)

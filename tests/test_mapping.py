@@ -9,7 +9,7 @@ from models.mapping import fit_flame_mapping
 
 
 class ToyHead:
-    """expr moves vertices linearly; the jaw rotates the lower vertices (smoothly skinned) about a pivot."""
+    """expr moves vertices linearly; the jaw turns the (smoothly skinned) lower vertices about a pivot."""
 
     def __init__(self, vertices: int = 600, seed: int = 0) -> None:
         rng = np.random.default_rng(seed)

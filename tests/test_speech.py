@@ -58,7 +58,9 @@ def driver() -> SignalSpeechDriver:
     return SignalSpeechDriver(NAMES)
 
 
-@pytest.mark.parametrize("rate, seconds, fps", [(16000, 1.0, 30), (44100, 2.345, 25), (8000, 0.51, 60), (22050, 0.02, 30)])
+@pytest.mark.parametrize(
+    "rate, seconds, fps", [(16000, 1.0, 30), (44100, 2.345, 25), (8000, 0.51, 60), (22050, 0.02, 30)]
+)
 def test_one_row_per_frame(driver: SignalSpeechDriver, rate: int, seconds: float, fps: float) -> None:
     n = int(seconds * rate)
     samples = 0.1 * np.sin(np.arange(n) * 0.05)
@@ -74,7 +76,8 @@ def test_jaw_follows_the_energy_envelope(driver: SignalSpeechDriver) -> None:
     jaw = weights[:, 0]
     assert np.corrcoef(jaw, frame_rms(samples, rate, len(weights), fps))[0, 1] >= 0.6
 
-    label = labels[np.minimum(np.round(np.arange(len(weights)) * rate / fps).astype(int), len(labels) - 1)]
+    centres = np.round(np.arange(len(weights)) * rate / fps).astype(int)
+    label = labels[np.minimum(centres, len(labels) - 1)]
     mean = {kind: weights[label == kind].mean(axis=0) for kind in set(label)}
     assert mean["i"][1] > mean["u"][1] + 0.3  # lips_wide on /i/
     assert mean["u"][2] > mean["i"][2] + 0.3  # lips_round on /u/

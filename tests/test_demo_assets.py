@@ -1,0 +1,68 @@
+"""The embedded demo: the generator reproduces the committed files, and the clip is usable."""
+import shutil
+
+import numpy as np
+import pytest
+
+from assets import DEMO_AUDIO, DEMO_AVATAR, DEMO_BLENDSHAPES, DEMO_DIR, DEMO_FLAME
+from avatar_app.build_demo import build_demo
+from models.audio import load_wav
+from models.blendshapes import BlendshapeModel
+from models.demo_head import REGIONS, build_demo_head, surface_regions
+from models.speech import SignalSpeechDriver
+from renderer.ply import read_ply
+
+
+@pytest.fixture(scope="module")
+def rebuilt(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    build_demo(out, speech=shutil.which("espeak-ng") is not None)
+    return out
+
+
+def test_generator_reproduces_flame_and_avatar(rebuilt):
+    committed, fresh = np.load(DEMO_FLAME), np.load(rebuilt / DEMO_FLAME.name)
+    assert set(committed.files) == set(fresh.files)
+    for key in committed.files:
+        np.testing.assert_allclose(fresh[key], committed[key], atol=1e-6, err_msg=key)
+    a, b = read_ply(DEMO_AVATAR / "point_cloud.ply"), read_ply(rebuilt / "avatar" / "point_cloud.ply")
+    assert len(a) == len(b) and np.array_equal(a.binding.numpy(), b.binding.numpy())
+    for key in ("means", "quats", "scales", "opacities", "sh"):
+        np.testing.assert_allclose(getattr(b, key).numpy(), getattr(a, key).numpy(), atol=1e-5, err_msg=key)
+    assert (DEMO_AVATAR / "flame_param.npz").is_file()
+
+
+def test_generator_reproduces_blendshapes(rebuilt):
+    a, b = BlendshapeModel.load(DEMO_BLENDSHAPES), BlendshapeModel.load(rebuilt / DEMO_BLENDSHAPES.name)
+    assert (a.speech_names, a.expression_names, a.emotion_names) == (b.speech_names, b.expression_names, b.emotion_names)
+    for key in ("speech_basis", "expression_basis", "speech_to_flame", "expression_to_flame", "emotion_profiles"):
+        np.testing.assert_allclose(getattr(b, key), getattr(a, key), atol=1e-5, err_msg=key)
+    assert set(a.emotion_names) == {"happy", "sad", "angry", "surprised", "fearful", "disgusted", "contempt"}
+    assert max(a.speech_mapping_error.max(), a.expression_mapping_error.max()) < 1e-5   # metres
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng speaks the demo sentence")
+def test_generator_reproduces_speech(rebuilt):
+    a, b = load_wav(DEMO_AUDIO), load_wav(rebuilt / DEMO_AUDIO.name)
+    assert a.sample_rate == b.sample_rate and np.array_equal(a.samples, b.samples)
+
+
+def test_demo_head_has_every_region():
+    head = build_demo_head()
+    tri = head.arrays["v_template"][head.arrays["f"]].mean(1)
+    counts = np.bincount(surface_regions(tri, head.face_part), minlength=len(REGIONS))
+    least = {"nostril": 4, "brow": 40, "lips": 40, "opening": 40}
+    assert all(counts[i] >= least.get(r, 200) for i, r in enumerate(REGIONS)), dict(zip(REGIONS, counts))
+    assert sum(p.stat().st_size for p in DEMO_DIR.rglob("*") if p.is_file()) < 20e6
+
+
+def test_jaw_follows_the_speech_envelope_on_the_demo_clip():
+    audio = load_wav(DEMO_AUDIO)
+    driver = SignalSpeechDriver(BlendshapeModel.load(DEMO_BLENDSHAPES).speech_names)
+    fps = 30
+    jaw = driver.weights(audio.samples, audio.sample_rate, fps)[:, driver.speech_names.index("jaw_open")]
+    hop = audio.sample_rate / fps
+    rms = np.array([np.sqrt(np.mean(audio.samples[int(i * hop):int((i + 1) * hop)] ** 2) + 1e-12)
+                    for i in range(len(jaw))])
+    assert len(jaw) == round(audio.duration * fps)
+    assert np.corrcoef(jaw, rms)[0, 1] >= 0.6
