@@ -32,8 +32,9 @@ def find_point_cloud(folder: Path) -> Path:
     direct = folder / "point_cloud.ply"
     if direct.is_file():
         return direct
-    iterations = sorted(folder.glob("point_cloud/iteration_*/point_cloud.ply"),
-                        key=lambda p: int(p.parent.name.split("_")[-1]) if p.parent.name.split("_")[-1].isdigit() else -1)
+    iterations = sorted((p for p in folder.glob("point_cloud/iteration_*/point_cloud.ply")
+                         if p.parent.name.removeprefix("iteration_").isdigit()),
+                        key=lambda p: int(p.parent.name.removeprefix("iteration_")))
     if iterations:
         return iterations[-1]
     if not folder.exists():

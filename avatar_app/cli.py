@@ -82,8 +82,7 @@ def build_clip(args: argparse.Namespace, player: Player) -> Clip:
         return clip_from_audio(DEMO_AUDIO, player.driver, args.fps, args.duration)
     own = player.avatar.params
     if own is not None and own.num_frames > 1:  # replay the avatar's tracked sequence
-        clip = clip_from_motion(Path(player.avatar.source).parent / "flame_param.npz", args.fps, args.duration)
-        return clip
+        return clip_from_motion(Path(player.avatar.source).parent / "flame_param.npz", args.fps, args.duration)
     return still_clip(args.duration or STILL_SECONDS, args.fps)
 
 

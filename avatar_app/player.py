@@ -63,7 +63,7 @@ class Player:
         self.view = View()
         self.performance = Performance()
         self.clip: Clip = still_clip(1.0)
-        self._target, self._auto_distance = frame_head(self._framing_points(), 512, 512)
+        self._framing = self._framing_points()
 
     @property
     def num_gaussians(self) -> int:
@@ -89,9 +89,11 @@ class Player:
         self.performance.emotions = dict(emotions)
 
     def camera(self) -> Camera:
+        """Orbit camera around the neutral head; auto-framed unless a distance is set."""
         v = self.view
-        distance = v.distance if v.distance is not None else self._auto_distance * max(1.0, v.width / v.height) ** 0
-        return orbit_camera(self._target, v.yaw, v.pitch, distance, v.width, v.height)
+        target, auto_distance = frame_head(self._framing, v.width, v.height)
+        distance = v.distance if v.distance is not None else auto_distance
+        return orbit_camera(target, v.yaw, v.pitch, distance, v.width, v.height)
 
     def flame_params(self, start: int, stop: int) -> FlameParams:
         """Per-frame FLAME parameters of frames start..stop-1 under the current settings."""
