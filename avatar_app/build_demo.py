@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 
 from assets import DEMO_DIR
-from models.audio import atomic_write, load_wav, resample, save_wav
+from models.audio import load_wav, resample, save_wav
 from models.demo_blendshapes import build_demo_blendshapes
 from models.demo_head import build_demo_head
 from models.errors import InputError
+from models.files import atomic_write
 from models.flame import FlameParams, FlameRig, load_flame, save_flame_params
 from renderer.ply import write_ply
 

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import os
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
-from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 from scipy.io import wavfile
 from scipy.signal import resample_poly
 
 from models.errors import InputError
+from models.files import atomic_write
 
 
 def as_mono_float(samples: np.ndarray, source: str = "audio") -> np.ndarray:
@@ -92,30 +89,6 @@ def fit_length(audio: Audio, duration: float) -> Audio:
     keep = min(n, len(audio.samples))
     samples[:keep] = audio.samples[:keep]
     return Audio(samples, audio.sample_rate)
-
-
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
-    """Write through `write` into a temporary file beside `path`, then rename over it.
-
-    Readers (and a crash mid-write) never see a half-written file.
-    """
-    target = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    except OSError as err:
-        raise InputError(f"{target}: cannot write there ({err.strerror})") from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        os.replace(tmp, target)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def save_wav(audio: Audio, path: str | os.PathLike) -> None:

@@ -16,7 +16,7 @@ from zipfile import BadZipFile
 
 import numpy as np
 
-from models.audio import atomic_write
+from models.files import atomic_write
 from models.emotion import check_emotions
 from models.errors import InputError
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import pickle
-import secrets
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ import smplx
 import torch
 
 from models.errors import InputError
+from models.files import atomic_write
 from models.safe_pickle import load_pickle
 from models.teeth import FLAME_VERTICES, TEETH_VERTICES, add_teeth
 
@@ -286,13 +286,7 @@ def save_flame_params(params: FlameParams, path: str | Path) -> None:
         data["static_offset"] = static_offset
         frames_shape = (params.num_frames, *static_offset.shape[1:])
         data["dynamic_offset"] = np.broadcast_to(np.zeros_like(static_offset), frames_shape)
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(temporary, "xb") as file:
-            np.savez_compressed(file, **data)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    atomic_write(path, lambda handle: np.savez_compressed(handle, **data))
 
 
 def _static_offset(arrays: FlameArrays, static_offset: Optional[Array]) -> np.ndarray:

@@ -1,7 +1,6 @@
 """gsplat on CUDA: the same frame through `gsplat.rasterization` in classic mode."""
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from .camera import Camera

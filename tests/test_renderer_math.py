@@ -11,7 +11,6 @@ from scipy.special import sph_harm_y
 
 from renderer.binding import bind, triangle_frames
 from renderer.camera import orbit_camera
-from renderer.cpu_backend import rasterize
 from renderer.gaussians import GaussianSet
 from renderer.projection import covariance_3d, project
 from renderer.render import render
