@@ -70,7 +70,8 @@ def load_from_args(args: argparse.Namespace) -> Avatar:
 def build_clip(args: argparse.Namespace, player: Player) -> Clip:
     """The timeline from --audio / --weights / --motion (or the avatar's own defaults)."""
     bs = player.avatar.blendshapes
-    if (args.weights or args.audio and not args.motion) and bs is None:
+    needs_blendshapes = args.weights or (args.audio and not args.motion)
+    if needs_blendshapes and bs is None:
         raise models.errors.InputError("driving from audio or weights needs a blendshape model (--blendshapes FILE)")
     if args.weights:
         return with_soundtrack(clip_from_weights(args.weights, bs, args.fps, args.duration), args.audio)

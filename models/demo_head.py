@@ -21,6 +21,7 @@ EYE_CENTRES = np.array([[0.032, 0.018], [-0.032, 0.018]])   # x, y of the left (
 EYE_HALF = np.array([0.0135, 0.0065])                        # eye opening half width, height
 EYEBALL_RADIUS = 0.0125
 PARTS = ("head", "neck", "eyeball_left", "eyeball_right", "cavity")
+REGIONS = ("skin", "hair", "brow", "lips", "opening", "nostril", "eyeball", "mouth")  # see surface_regions
 
 # Expression components that carry motion (the other expression columns are zero).
 EXPRESSIONS = ("smile", "frown", "lips_round", "lip_stretch", "upper_lip_raise",
@@ -264,5 +265,3 @@ def surface_regions(points: np.ndarray, part: np.ndarray) -> np.ndarray:
     labels[part == PARTS.index("cavity")] = REGIONS.index("mouth")
     return labels
 
-
-REGIONS = ("skin", "hair", "brow", "lips", "opening", "nostril", "eyeball", "mouth")
