@@ -67,8 +67,23 @@ def load_avatar(folder: str | Path, flame: Optional[str | Path] = None,
     return Avatar(gaussians, rig, params, bs, str(ply))
 
 
+@dataclass(frozen=True)
+class AvatarSource:
+    """The files an avatar is loaded from, kept so one of them can be swapped and reloaded."""
+
+    avatar: Path
+    flame: Optional[Path] = None
+    blendshapes: Optional[Path] = None
+
+    def load(self) -> Avatar:
+        return load_avatar(self.avatar, self.flame, self.blendshapes)
+
+
+DEMO_SOURCE = AvatarSource(DEMO_AVATAR, DEMO_FLAME, DEMO_BLENDSHAPES)
+
+
 def load_demo() -> Avatar:
     """The embedded demo head, avatar and blendshapes."""
     if not DEMO_FLAME.is_file():
         raise InputError(f"{DEMO_FLAME}: the demo assets are missing; run `avatar build-demo`")
-    return load_avatar(DEMO_AVATAR, DEMO_FLAME, DEMO_BLENDSHAPES)
+    return DEMO_SOURCE.load()

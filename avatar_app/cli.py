@@ -1,7 +1,8 @@
-"""The `avatar` command: render, info, build-demo."""
+"""The `avatar` command: render, app, info, build-demo."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -14,16 +15,15 @@ import renderer.errors
 from assets import DEMO_AUDIO, DEMO_DIR
 from models.emotion import parse_emotions
 
-from .avatar import Avatar, load_avatar, load_demo
-from .clip import (DEFAULT_FPS, Clip, clip_from_audio, clip_from_motion, clip_from_weights,
-                   still_clip, with_soundtrack)
+from .avatar import DEMO_SOURCE, Avatar, AvatarSource, load_avatar, load_demo
+from .clip import DEFAULT_FPS, ClipSource
 from .player import Player
+from .preset import load_preset
 from .video import check_video_size, is_video_path, write_mp4, write_png_folder
 
 USER_ERRORS = (models.errors.InputError, renderer.errors.InputError)
 NAMED_COLOURS = {"white": (1, 1, 1), "black": (0, 0, 0), "gray": (0.5, 0.5, 0.5),
                  "grey": (0.5, 0.5, 0.5), "green": (0, 1, 0), "blue": (0, 0, 1)}
-STILL_SECONDS = 3.0
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -53,12 +53,26 @@ def parse_colour(text: str) -> tuple[float, float, float]:
                                    "#rrggbb or r,g,b in 0..1")
 
 
-def add_avatar_arguments(p: argparse.ArgumentParser) -> None:
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--demo", action="store_true", help="the embedded demo head")
+def add_avatar_arguments(p: argparse.ArgumentParser, required: bool = True) -> None:
+    src = p.add_mutually_exclusive_group(required=required)
+    src.add_argument("--demo", action="store_true", help="the embedded demo head" + ("" if required else " (the default)"))
     src.add_argument("--avatar", metavar="DIR", help="GaussianAvatars folder (point_cloud.ply + flame_param.npz) or a PLY")
     p.add_argument("--flame", metavar="FILE", help="FLAME model (.pkl or .npz) the avatar was trained with")
     p.add_argument("--blendshapes", metavar="FILE", help="blendshape model (.npz) for audio, weights and emotions")
+
+
+def add_performance_arguments(p: argparse.ArgumentParser) -> None:
+    """What drives the face: the clip source and the emotion performance."""
+    drive = p.add_mutually_exclusive_group()
+    drive.add_argument("--weights", metavar="NPZ", help="speech/expression weight sequence (*.weights.npz)")
+    drive.add_argument("--motion", metavar="NPZ", help="FLAME motion (GaussianAvatars flame_param keys), one row per frame")
+    p.add_argument("--audio", metavar="WAV", help="speech audio: drives the face, or is the soundtrack of --weights/--motion")
+    p.add_argument("--emotion", metavar="MIX", help="e.g. happy=0.8,surprised=0.3")
+    p.add_argument("--preset", metavar="JSON", help="emotion preset saved by the app (mix, strengths, keyframes)")
+    p.add_argument("--speech-gain", type=float, help="speech strength (default 1, or the preset's)")
+    p.add_argument("--expression-gain", type=float, help="expression strength (default 1, or the preset's)")
+    p.add_argument("--fps", type=float, default=DEFAULT_FPS)
+    p.add_argument("--duration", type=float, metavar="SECONDS", help="trim (or, for a still clip, set) the length")
 
 
 def load_from_args(args: argparse.Namespace) -> Avatar:
@@ -67,24 +81,28 @@ def load_from_args(args: argparse.Namespace) -> Avatar:
     return load_avatar(args.avatar, args.flame, args.blendshapes)
 
 
-def build_clip(args: argparse.Namespace, player: Player) -> Clip:
-    """The timeline from --audio / --weights / --motion (or the avatar's own defaults)."""
-    bs = player.avatar.blendshapes
-    needs_blendshapes = args.weights or (args.audio and not args.motion)
-    if needs_blendshapes and bs is None:
-        raise models.errors.InputError("driving from audio or weights needs a blendshape model (--blendshapes FILE)")
-    if args.weights:
-        return with_soundtrack(clip_from_weights(args.weights, bs, args.fps, args.duration), args.audio)
-    if args.motion:
-        return with_soundtrack(clip_from_motion(args.motion, args.fps, args.duration), args.audio)
-    if args.audio:
-        return clip_from_audio(args.audio, player.driver, args.fps, args.duration)
-    if args.demo:
-        return clip_from_audio(DEMO_AUDIO, player.driver, args.fps, args.duration)
-    own = player.avatar.params
-    if own is not None and own.num_frames > 1:  # replay the avatar's tracked sequence
-        return clip_from_motion(Path(player.avatar.source).parent / "flame_param.npz", args.fps, args.duration)
-    return still_clip(args.duration or STILL_SECONDS, args.fps)
+def apply_performance(args: argparse.Namespace, player: Player) -> None:
+    """--preset, then --emotion / --speech-gain / --expression-gain where given."""
+    if args.preset:
+        player.set_performance(load_preset(args.preset))
+    if args.emotion:
+        player.set_emotions(parse_emotions(args.emotion))
+    perf = player.performance
+    perf.speech_gain = args.speech_gain if args.speech_gain is not None else perf.speech_gain
+    perf.expression_gain = args.expression_gain if args.expression_gain is not None else perf.expression_gain
+
+
+def clip_source(args: argparse.Namespace, avatar: Avatar, demo: bool) -> ClipSource:
+    """The timeline's source from --audio / --weights / --motion (or the avatar's own defaults)."""
+    paths = {k: Path(v) if v else None for k, v in (("audio", args.audio), ("weights", args.weights),
+                                                   ("motion", args.motion))}
+    if not any(paths.values()):
+        own = avatar.params
+        if demo:
+            paths["audio"] = DEMO_AUDIO
+        elif own is not None and own.num_frames > 1:  # replay the avatar's tracked sequence
+            paths["motion"] = Path(avatar.source).parent / "flame_param.npz"
+    return ClipSource(**paths, duration=args.duration)
 
 
 def cmd_render(args: argparse.Namespace) -> int:
@@ -95,13 +113,11 @@ def cmd_render(args: argparse.Namespace) -> int:
     if video:
         check_video_size(width, height)
     player = Player(load_from_args(args), backend=args.backend)
-    player.set_emotions(parse_emotions(args.emotion) if args.emotion else {})
-    player.performance.speech_gain = args.speech_gain
-    player.performance.expression_gain = args.expression_gain
+    apply_performance(args, player)
     player.view.width, player.view.height = width, height
     player.view.yaw, player.view.pitch, player.view.distance = args.yaw, args.pitch, args.distance
     player.view.background = parse_colour(args.background)
-    clip = player.clip = build_clip(args, player)
+    clip = player.clip = clip_source(args, player.avatar, args.demo).build(player.driver, player.avatar.blendshapes, args.fps)
 
     start = time.perf_counter()
     frames = tqdm(player.render_range(0, clip.num_frames), total=clip.num_frames, unit="frame",
@@ -115,6 +131,25 @@ def cmd_render(args: argparse.Namespace) -> int:
           f"backend {player.backend} | {player.num_gaussians:,} Gaussians | "
           f"{clip.num_frames / max(seconds, 1e-9):.1f} frames/s")
     return 0
+
+
+def cmd_app(args: argparse.Namespace) -> int:
+    if (sys.platform.startswith("linux") and not os.environ.get("QT_QPA_PLATFORM")
+            and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))):
+        raise models.errors.InputError("no display to open a window on: run it on a desktop or under "
+                                       "xvfb-run, or set QT_QPA_PLATFORM=offscreen (e.g. with --snapshot)")
+    # Qt only when the app is asked for; without its optional-codec chatter
+    os.environ.setdefault("QT_LOGGING_RULES", "qt.multimedia.symbolsresolver=false")
+    from .gui.app import run_app
+
+    demo = args.demo or not args.avatar
+    avatar_source = (DEMO_SOURCE if demo else
+                     AvatarSource(Path(args.avatar), *(Path(p) if p else None for p in (args.flame, args.blendshapes))))
+    player = Player(avatar_source.load(), backend=args.backend)
+    apply_performance(args, player)
+    source = clip_source(args, player.avatar, demo)
+    player.clip = source.build(player.driver, player.avatar.blendshapes, args.fps)
+    return run_app(player, avatar_source, source, snapshot=Path(args.snapshot) if args.snapshot else None)
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -136,15 +171,7 @@ def make_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("render", help="render a clip to MP4 or PNG frames")
     add_avatar_arguments(r)
-    drive = r.add_mutually_exclusive_group()
-    drive.add_argument("--weights", metavar="NPZ", help="speech/expression weight sequence (*.weights.npz)")
-    drive.add_argument("--motion", metavar="NPZ", help="FLAME motion (GaussianAvatars flame_param keys), one row per frame")
-    r.add_argument("--audio", metavar="WAV", help="speech audio: drives the face, or is the soundtrack of --weights/--motion")
-    r.add_argument("--emotion", metavar="MIX", help="e.g. happy=0.8,surprised=0.3")
-    r.add_argument("--speech-gain", type=float, default=1.0)
-    r.add_argument("--expression-gain", type=float, default=1.0)
-    r.add_argument("--fps", type=float, default=DEFAULT_FPS)
-    r.add_argument("--duration", type=float, metavar="SECONDS", help="trim (or, for a still clip, set) the length")
+    add_performance_arguments(r)
     r.add_argument("--size", default="512x512", metavar="WxH")
     r.add_argument("--yaw", type=float, default=0.0, help="degrees; positive turns toward the subject's left")
     r.add_argument("--pitch", type=float, default=0.0, help="degrees; positive looks from above")
@@ -154,6 +181,13 @@ def make_parser() -> argparse.ArgumentParser:
     r.add_argument("-o", "--output", required=True, help="out.mp4, or a folder for PNG frames")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     r.set_defaults(run=cmd_render)
+
+    a = sub.add_parser("app", help="the desktop app: live playback, emotion sliders, curves, recording")
+    add_avatar_arguments(a, required=False)
+    add_performance_arguments(a)
+    a.add_argument("--backend", default="auto", choices=("auto", "cpu", "gsplat"))
+    a.add_argument("--snapshot", metavar="PNG", help="render the first frame, save a grab of the window, exit")
+    a.set_defaults(run=cmd_app)
 
     i = sub.add_parser("info", help="what an avatar folder, PLY, FLAME, blendshape, weights or WAV file holds")
     i.add_argument("path")

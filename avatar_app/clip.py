@@ -14,6 +14,7 @@ from models.flame import FlameParams, load_flame_params
 from models.speech import SpeechDriver
 
 DEFAULT_FPS = 30.0
+STILL_SECONDS = 3.0
 
 
 @dataclass
@@ -92,3 +93,34 @@ def clip_from_motion(path: str | Path, fps: float = DEFAULT_FPS, duration: Optio
 def still_clip(duration: float, fps: float = DEFAULT_FPS) -> Clip:
     _check_timing(fps, duration)
     return Clip(fps, frame_count(duration, fps))
+
+
+@dataclass(frozen=True)
+class ClipSource:
+    """Where a clip comes from, kept so it can be rebuilt at another frame rate (an export at
+    a chosen fps) or after the avatar changes. `audio` drives the speech unless `weights` or
+    `motion` do; then it is their soundtrack. No source at all is a still clip."""
+
+    audio: Optional[Path] = None
+    weights: Optional[Path] = None
+    motion: Optional[Path] = None
+    duration: Optional[float] = None
+
+    def build(self, driver: Optional[SpeechDriver], blendshapes: Optional[BlendshapeModel],
+              fps: float = DEFAULT_FPS) -> Clip:
+        needs_blendshapes = self.weights or (self.audio and not self.motion)
+        if needs_blendshapes and (blendshapes is None or driver is None):
+            raise InputError("driving from audio or weights needs a blendshape model (--blendshapes FILE)")
+        if self.weights:
+            return with_soundtrack(clip_from_weights(self.weights, blendshapes, fps, self.duration), self.audio)
+        if self.motion:
+            return with_soundtrack(clip_from_motion(self.motion, fps, self.duration), self.audio)
+        if self.audio:
+            return clip_from_audio(self.audio, driver, fps, self.duration)
+        return still_clip(self.duration or STILL_SECONDS, fps)
+
+    def describe(self) -> str:
+        if self.weights or self.motion:
+            text = Path(self.weights or self.motion).name
+            return text + (f" with soundtrack {Path(self.audio).name}" if self.audio else "")
+        return Path(self.audio).name if self.audio else "still"

@@ -50,39 +50,45 @@ def _npz_keys(path: Path) -> set[str]:
         raise InputError(f"{path}: not a readable .npz file ({err})") from None
 
 
-def describe_file(path: Path) -> str:
+def file_kind(path: Path) -> str:
+    """avatar | audio | flame | blendshapes | weights | motion, from the suffix and npz keys."""
+    if path.is_dir() or path.suffix.lower() == ".ply":
+        return "avatar"
+    if not path.exists():
+        raise InputError(f"{path}: no such file or folder")
     suffix = path.suffix.lower()
-    if suffix == ".ply":
-        return describe_avatar(path)
     if suffix == ".wav":
+        return "audio"
+    keys = _npz_keys(path) if suffix == ".npz" else {"v_template"} if suffix == ".pkl" else set()
+    for key, kind in (("v_template", "flame"), ("speech_basis", "blendshapes"), ("fps", "weights"),
+                      ("expr", "motion")):
+        if key in keys:
+            return kind
+    raise InputError(f"{path}: not an avatar, PLY, FLAME model, blendshape model, weights, motion or WAV file")
+
+
+def describe(path: Path) -> str:
+    kind = file_kind(path)
+    if kind == "avatar":
+        return describe_avatar(path)
+    if kind == "audio":
         a = load_wav(path)
         return f"{path}: audio, {a.sample_rate} Hz, {a.duration:.2f} s (mono after downmix)"
-    keys = _npz_keys(path) if suffix == ".npz" else {"v_template"} if suffix == ".pkl" else set()
-    if "v_template" in keys:
+    if kind == "flame":
         f = load_flame(path, teeth=False)
         teeth = " (GaussianAvatars adds teeth: 5143 vertices, 10144 faces)" if f.num_vertices == FLAME_VERTICES else ""
         return (f"{path}: FLAME model\n  vertices: {f.num_vertices}, faces: {f.num_faces}{teeth}\n"
                 f"  shape components: {f.n_shape}, expression components: {f.n_expr}, joints: {f.J_regressor.shape[0]}")
-    if "speech_basis" in keys:
+    if kind == "blendshapes":
         m = BlendshapeModel.load(path)
         err = np.concatenate([m.speech_mapping_error, m.expression_mapping_error]).max() * 1000
         return (f"{path}: blendshape model ({m.template.shape[0]} vertices)\n"
                 f"  speech: {', '.join(m.speech_names)}\n  expression: {', '.join(m.expression_names)}\n"
                 f"  emotions: {', '.join(m.emotion_names)}\n  worst FLAME mapping error: {err:.3f} mm RMS")
-    if "speech" in keys and "fps" in keys:
+    if kind == "weights":
         w = WeightSequence.load(path)
         return (f"{path}: weight sequence, {len(w.speech)} frames at {float(w.fps):g} fps\n"
                 f"  speech: {', '.join(w.speech_names)}\n  expression: {', '.join(w.expression_names)}")
-    if "expr" in keys:
-        p = load_flame_params(path)
-        kind = "avatar FLAME parameters" if p.shape is not None else "FLAME motion"
-        return f"{path}: {kind}, {p.num_frames} frame(s)"
-    raise InputError(f"{path}: not an avatar, PLY, FLAME model, blendshape model, weights, motion or WAV file")
-
-
-def describe(path: Path) -> str:
-    if path.is_dir():
-        return describe_avatar(path)
-    if not path.exists():
-        raise InputError(f"{path}: no such file or folder")
-    return describe_file(path)
+    p = load_flame_params(path)
+    kind = "avatar FLAME parameters" if p.shape is not None else "FLAME motion"
+    return f"{path}: {kind}, {p.num_frames} frame(s)"

@@ -5,14 +5,16 @@ output is made by the same stages (DESIGN §1).
 """
 from __future__ import annotations
 
+import copy
 import threading
 from dataclasses import dataclass, field
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Sequence
 
 import numpy as np
 import torch
 
-from models.emotion import check_emotions
+from models.blendshapes import WeightSequence
+from models.emotion import EmotionTrack, check_emotions
 from models.errors import InputError
 from models.flame import FlameParams
 from models.speech import SignalSpeechDriver, SpeechDriver
@@ -34,15 +36,27 @@ class View:
     pitch: float = 0.0
     distance: Optional[float] = None
     background: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    pan: tuple[float, float] = (0.0, 0.0)  # metres along the camera's right and up axes
 
 
 @dataclass
 class Performance:
-    """How the face is driven on top of the clip: emotion mix and stream gains."""
+    """How the face is driven on top of the clip: emotion mix and stream gains.
+
+    With keyframes the emotions follow the keyframe track; without, the `emotions` mix holds
+    for the whole clip."""
 
     emotions: dict[str, float] = field(default_factory=dict)
     speech_gain: float = 1.0
     expression_gain: float = 1.0
+    keyframes: EmotionTrack = EmotionTrack()
+
+    def intensities(self, times: np.ndarray, names: Sequence[str]) -> np.ndarray:
+        """(T, E) emotion intensities at `times` seconds, emotions in the order of `names`."""
+        if self.keyframes:
+            return self.keyframes.intensities(times, names)
+        constant = np.array([self.emotions.get(n, 0.0) for n in names], np.float32)
+        return np.tile(constant, (len(times), 1))
 
 
 class Cancelled(Exception):
@@ -80,34 +94,82 @@ class Player:
         p = self.avatar.params
         return FlameParams.neutral(frames, p.shape, p.static_offset)
 
-    def set_emotions(self, emotions: dict[str, float]) -> None:
+    def _check_emotion_names(self, names: Sequence[str]) -> None:
         bs = self.avatar.blendshapes
-        if emotions and bs is None:
+        if names and bs is None:
             raise InputError("emotions need a blendshape model (--blendshapes FILE)")
         if bs is not None:
-            check_emotions(emotions, bs.emotion_names)
+            check_emotions(dict.fromkeys(names, 0.0), bs.emotion_names)
+
+    def set_emotions(self, emotions: dict[str, float]) -> None:
+        self._check_emotion_names(list(emotions))
         self.performance.emotions = dict(emotions)
 
+    def set_keyframes(self, track: EmotionTrack) -> None:
+        self._check_emotion_names(sorted(track.emotion_names()))
+        self.performance.keyframes = track
+
+    def set_performance(self, performance: Performance) -> None:
+        """Take a whole performance (e.g. a loaded preset) after checking its emotion names."""
+        self._check_emotion_names(sorted({*performance.emotions, *performance.keyframes.emotion_names()}))
+        self.performance = copy.deepcopy(performance)
+
+    def snapshot(self) -> Player:
+        """A copy with its own settings sharing the loaded data: a render thread can keep
+        rendering it while the settings of this one change."""
+        twin = copy.copy(self)
+        twin.view = copy.deepcopy(self.view)
+        twin.performance = copy.deepcopy(self.performance)
+        return twin
+
+    def auto_distance(self) -> float:
+        """The camera distance that frames the neutral head at the current image size."""
+        return frame_head(self._framing, self.view.width, self.view.height)[1]
+
     def camera(self) -> Camera:
-        """Orbit camera around the neutral head; auto-framed unless a distance is set."""
+        """Orbit camera around the neutral head (shifted by the pan); auto-framed unless a
+        distance is set."""
         v = self.view
         target, auto_distance = frame_head(self._framing, v.width, v.height)
         distance = v.distance if v.distance is not None else auto_distance
-        return orbit_camera(target, v.yaw, v.pitch, distance, v.width, v.height)
+        camera = orbit_camera(target, v.yaw, v.pitch, distance, v.width, v.height)
+        if v.pan == (0.0, 0.0):
+            return camera
+        right, down = camera.viewmat[0, :3], camera.viewmat[1, :3]
+        return orbit_camera(target + v.pan[0] * right - v.pan[1] * down, v.yaw, v.pitch, distance,
+                            v.width, v.height)
+
+    def weights(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """Speech (T, Ks) and expression (T, Ke) weights of frames start..stop-1 with the
+        gains applied: clip weights plus the emotions (or their keyframes) at each frame time."""
+        clip, perf, bs = self.clip, self.performance, self.avatar.blendshapes
+        if bs is None:
+            raise InputError("weights need a blendshape model (--blendshapes FILE)")
+        frames = stop - start
+        speech = clip.speech[start:stop] if clip.speech is not None else np.zeros((frames, len(bs.speech_names)), np.float32)
+        times = np.arange(start, stop) / clip.fps
+        expression = bs.expression_weights(perf.intensities(times, bs.emotion_names), frames)
+        if clip.expression is not None:
+            expression = expression + clip.expression[start:stop]
+        return perf.speech_gain * speech, perf.expression_gain * expression
+
+    def weight_sequence(self) -> WeightSequence:
+        """The whole clip's weights as a weights file: re-rendered with gains 1 and no
+        emotions it gives the same frames."""
+        bs = self.avatar.blendshapes
+        speech, expression = self.weights(0, self.clip.num_frames)
+        return WeightSequence(fps=self.clip.fps, speech=speech, expression=expression,
+                              speech_names=bs.speech_names, expression_names=bs.expression_names)
 
     def flame_params(self, start: int, stop: int) -> FlameParams:
         """Per-frame FLAME parameters of frames start..stop-1 under the current settings."""
-        clip, perf, bs = self.clip, self.performance, self.avatar.blendshapes
+        clip, bs = self.clip, self.avatar.blendshapes
         frames = stop - start
         params = clip.motion.slice(start, stop) if clip.motion is not None else self._neutral(frames)
         params.shape, params.static_offset = self.avatar.params.shape, self.avatar.params.static_offset
         if bs is None:
             return params
-        speech = clip.speech[start:stop] if clip.speech is not None else np.zeros((frames, len(bs.speech_names)), np.float32)
-        expression = bs.expression_weights(perf.emotions, frames)
-        if clip.expression is not None:
-            expression = expression + clip.expression[start:stop]
-        expr, jaw = bs.to_flame(speech, expression, perf.speech_gain, perf.expression_gain)
+        expr, jaw = bs.to_flame(*self.weights(start, stop))
         params.expr = np.asarray(params.expr, np.float32) + expr
         params.jaw_pose = np.asarray(params.jaw_pose, np.float32) + jaw
         return params
