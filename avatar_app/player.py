@@ -78,6 +78,7 @@ class Player:
         self.performance = Performance()
         self.clip: Clip = still_clip(1.0)
         self._framing = self._framing_points()
+        self._pose_cache: dict = {}  # see _posed
 
     @property
     def num_gaussians(self) -> int:
@@ -184,14 +185,26 @@ class Player:
         for first in range(start, stop, batch):
             last = min(first + batch, stop)
             if self.rig is not None:
-                vertices = self.rig(self.flame_params(first, last))
-                means, quats, scales = bind(self.gaussians, vertices, self.rig.faces)
+                means, quats, scales = self._posed(first, last)
             for k in range(last - first):
                 if cancel is not None and cancel.is_set():
                     raise Cancelled()
                 g = self.gaussians if self.rig is None else self.gaussians.with_world(means[k], quats[k], scales[k])
                 image = render(g, camera, background, self.backend)
                 yield (image.clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy()
+
+    def _posed(self, first: int, last: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """World Gaussians of frames first..last-1. The last result is kept (and shared with
+        snapshots) so that moving the camera over a paused frame skips FLAME and binding."""
+        cached = self._pose_cache.get("last")  # one read: other threads may replace it
+        if cached is not None:
+            (clip, *settings), value = cached
+            if clip is self.clip and settings == [first, last, self.performance]:
+                return value
+        vertices = self.rig(self.flame_params(first, last))
+        value = bind(self.gaussians, vertices, self.rig.faces)
+        self._pose_cache["last"] = ((self.clip, first, last, copy.deepcopy(self.performance)), value)
+        return value
 
     def render_frame(self, index: int) -> np.ndarray:
         return next(self.render_range(index, index + 1))

@@ -2,6 +2,7 @@
 import json
 
 import numpy as np
+import torch
 import pytest
 
 from avatar_app.avatar import load_demo
@@ -87,3 +88,20 @@ def test_render_preset_equals_render_emotion(tmp_path):
     assert main(common + ["--emotion", "surprised=0.7", "-o", str(tmp_path / "b")]) == 0
     for name in ("frame_00000.png", "frame_00002.png"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+def test_camera_moves_reuse_the_pose_and_performance_changes_do_not():
+    player = Player(load_demo(), backend="cpu")
+    player.clip = still_clip(1.0)
+    player.view.width = player.view.height = 64
+    player.render_frame(3)
+    posed = player._posed(3, 4)
+    twin = player.snapshot()
+    twin.view.yaw = 40.0
+    assert twin._posed(3, 4) is posed                      # same frame, same performance
+    twin.set_emotions({"angry": 1.0})
+    changed = twin._posed(3, 4)
+    assert changed is not posed and not torch.equal(changed[0], posed[0])
+    player.performance.keyframes = EmotionTrack().with_key(0.0, {"angry": 1.0})
+    assert player._posed(3, 4) is not changed              # keyframes are part of the key
+    assert torch.allclose(player._posed(3, 4)[0], changed[0])

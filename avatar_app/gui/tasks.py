@@ -32,9 +32,6 @@ class Task(QObject):
     def running(self) -> bool:
         return self._thread.is_alive()
 
-    def wait(self, seconds: float) -> None:
-        self._thread.join(seconds)
-
     def _run(self) -> None:
         try:
             result = self._work(self)

@@ -15,7 +15,6 @@ class TransportBar(QWidget):
     stop_requested = Signal()
     step_requested = Signal(int)
     seek_requested = Signal(int)     # frame
-    loop_toggled = Signal(bool)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -51,7 +50,6 @@ class TransportBar(QWidget):
         self.stop_button.clicked.connect(self.stop_requested)
         back.clicked.connect(lambda: self.step_requested.emit(-1))
         forward.clicked.connect(lambda: self.step_requested.emit(1))
-        self.loop.toggled.connect(self.loop_toggled)
         self.slider.valueChanged.connect(self.seek_requested)  # set_position blocks it
 
     def set_position(self, frame: int, num_frames: int, fps: float) -> None:
