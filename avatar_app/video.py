@@ -79,6 +79,12 @@ def write_mp4(frames: Iterable[np.ndarray], path: str | Path, size: tuple[int, i
             raise RuntimeError(f"{target}: wrote {written} frames, expected {num_frames}")
 
 
+def write_png(image: np.ndarray, path: str | Path) -> None:
+    """One PNG, written to a temporary name and renamed when complete."""
+    with _staged(Path(path), is_dir=False) as tmp:
+        iio.imwrite(tmp, image, extension=".png")
+
+
 def write_png_folder(frames: Iterable[np.ndarray], folder: str | Path, audio: Optional[Audio] = None) -> int:
     """frame_00000.png … in a folder that appears complete or not at all (with audio.wav)."""
     count = 0

@@ -4,26 +4,23 @@ and emotion presets. Recording is an exact offline render through the player, no
 from __future__ import annotations
 
 import dataclasses
-import io
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
-import imageio.v3 as iio
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QDoubleSpinBox, QFileDialog, QFormLayout,
                                QHBoxLayout, QLineEdit, QMenu, QProgressDialog, QPushButton, QSpinBox,
                                QWidget)
 
 from models.errors import InputError
-from models.files import atomic_write
 from models.flame import save_flame_params
 
 from ..avatar import AvatarSource
-from ..clip import ClipSource
+from ..clip import ClipSource, frame_count
 from ..info import file_kind
 from ..player import Cancelled
 from ..preset import load_preset, save_preset
-from ..video import write_mp4
+from ..video import write_mp4, write_png
 
 if TYPE_CHECKING:
     from .main_window import MainWindow
@@ -217,7 +214,7 @@ class FileActions:
         player = w.player.snapshot()
         player.view.width, player.view.height = size
         clip_source = w.clip_source
-        expected = round(player.clip.duration * fps)
+        expected = frame_count(player.clip.duration, fps)
         progress = QProgressDialog(f"Recording {path.name}…", "Cancel", 0, max(expected, 1), w)
         progress.setWindowModality(Qt.WindowModal)
         progress.setMinimumDuration(0)
@@ -266,8 +263,7 @@ class FileActions:
         frame = w.frame
 
         def work(_task) -> None:
-            image = player.render_frame(frame)
-            atomic_write(path, lambda handle: handle.write(_png_bytes(image)))
+            write_png(player.render_frame(frame), path)
 
         return w.run_task(work, lambda _: w.statusBar().showMessage(f"wrote {path}", 8000),
                           f"Cannot save {path}")
@@ -330,9 +326,3 @@ class FileActions:
             self.window.show_error("Cannot load preset", f"{path}: {err}" if str(path) not in str(err) else err)
             return
         self.window.performance_loaded()
-
-
-def _png_bytes(image) -> bytes:
-    buffer = io.BytesIO()
-    iio.imwrite(buffer, image, extension=".png")
-    return buffer.getvalue()
