@@ -76,6 +76,8 @@ class AvatarSource:
     blendshapes: Optional[Path] = None
 
     def load(self) -> Avatar:
+        if self == DEMO_SOURCE and not DEMO_FLAME.is_file():
+            raise InputError(f"{DEMO_FLAME}: the demo assets are missing; run `avatar build-demo`")
         return load_avatar(self.avatar, self.flame, self.blendshapes)
 
 
@@ -84,6 +86,4 @@ DEMO_SOURCE = AvatarSource(DEMO_AVATAR, DEMO_FLAME, DEMO_BLENDSHAPES)
 
 def load_demo() -> Avatar:
     """The embedded demo head, avatar and blendshapes."""
-    if not DEMO_FLAME.is_file():
-        raise InputError(f"{DEMO_FLAME}: the demo assets are missing; run `avatar build-demo`")
     return DEMO_SOURCE.load()

@@ -15,7 +15,7 @@ import renderer.errors
 from assets import DEMO_AUDIO, DEMO_DIR
 from models.emotion import parse_emotions
 
-from .avatar import DEMO_SOURCE, Avatar, AvatarSource, load_avatar, load_demo
+from .avatar import DEMO_SOURCE, Avatar, AvatarSource
 from .clip import DEFAULT_FPS, ClipSource
 from .player import Player
 from .preset import load_preset
@@ -75,10 +75,11 @@ def add_performance_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--duration", type=float, metavar="SECONDS", help="trim (or, for a still clip, set) the length")
 
 
-def load_from_args(args: argparse.Namespace) -> Avatar:
-    if args.demo:
-        return load_demo()
-    return load_avatar(args.avatar, args.flame, args.blendshapes)
+def avatar_source(args: argparse.Namespace) -> AvatarSource:
+    """--demo (also the default when no --avatar is given) or --avatar with --flame/--blendshapes."""
+    if args.demo or not args.avatar:
+        return DEMO_SOURCE
+    return AvatarSource(Path(args.avatar), *(Path(p) if p else None for p in (args.flame, args.blendshapes)))
 
 
 def apply_performance(args: argparse.Namespace, player: Player) -> None:
@@ -112,12 +113,13 @@ def cmd_render(args: argparse.Namespace) -> int:
         raise models.errors.InputError(f"-o {args.output}: give a .mp4 file or a folder for PNG frames")
     if video:
         check_video_size(width, height)
-    player = Player(load_from_args(args), backend=args.backend)
+    source = avatar_source(args)
+    player = Player(source.load(), backend=args.backend)
     apply_performance(args, player)
     player.view.width, player.view.height = width, height
     player.view.yaw, player.view.pitch, player.view.distance = args.yaw, args.pitch, args.distance
     player.view.background = parse_colour(args.background)
-    clip = player.clip = clip_source(args, player.avatar, args.demo).build(player.driver, player.avatar.blendshapes, args.fps)
+    clip = player.clip = clip_source(args, player.avatar, source == DEMO_SOURCE).build(player.driver, player.avatar.blendshapes, args.fps)
 
     start = time.perf_counter()
     frames = tqdm(player.render_range(0, clip.num_frames), total=clip.num_frames, unit="frame",
@@ -142,14 +144,12 @@ def cmd_app(args: argparse.Namespace) -> int:
     os.environ.setdefault("QT_LOGGING_RULES", "qt.multimedia.symbolsresolver=false")
     from .gui.app import run_app
 
-    demo = args.demo or not args.avatar
-    avatar_source = (DEMO_SOURCE if demo else
-                     AvatarSource(Path(args.avatar), *(Path(p) if p else None for p in (args.flame, args.blendshapes))))
-    player = Player(avatar_source.load(), backend=args.backend)
+    source = avatar_source(args)
+    player = Player(source.load(), backend=args.backend)
     apply_performance(args, player)
-    source = clip_source(args, player.avatar, demo)
-    player.clip = source.build(player.driver, player.avatar.blendshapes, args.fps)
-    return run_app(player, avatar_source, source, snapshot=Path(args.snapshot) if args.snapshot else None)
+    clip = clip_source(args, player.avatar, source == DEMO_SOURCE)
+    player.clip = clip.build(player.driver, player.avatar.blendshapes, args.fps)
+    return run_app(player, source, clip, snapshot=Path(args.snapshot) if args.snapshot else None)
 
 
 def cmd_info(args: argparse.Namespace) -> int:

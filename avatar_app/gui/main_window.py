@@ -101,7 +101,8 @@ class MainWindow(QMainWindow):
         self.splitter.setSizes([500, 400])
         self.setCentralWidget(self.splitter)
 
-    def _action(self, menu, text: str, slot: Callable, shortcut: Optional[str | QKeySequence] = None) -> QAction:
+    def add_action(self, menu, text: str, slot: Callable, shortcut: Optional[str | QKeySequence] = None) -> QAction:
+        """A menu entry; its shortcut works anywhere in the window."""
         action = QAction(text, self)
         if shortcut is not None:
             action.setShortcut(QKeySequence(shortcut))
@@ -114,23 +115,23 @@ class MainWindow(QMainWindow):
         self.files.build_menu(bar.addMenu("&File"))
 
         play = bar.addMenu("&Playback")
-        self._action(play, "Play / pause", self.toggle_play, Qt.Key_Space)
-        self._action(play, "Stop", self.stop)
-        self._action(play, "Previous frame", lambda: self.step(-1), Qt.Key_Left)
-        self._action(play, "Next frame", lambda: self.step(1), Qt.Key_Right)
-        self._action(play, "Go to start", lambda: self.seek_frame(0), Qt.Key_Home)
-        self.mute_action = self._action(play, "Mute", lambda: self.clock.set_muted(self.mute_action.isChecked()))
+        self.add_action(play, "Play / pause", self.toggle_play, Qt.Key_Space)
+        self.add_action(play, "Stop", self.stop)
+        self.add_action(play, "Previous frame", lambda: self.step(-1), Qt.Key_Left)
+        self.add_action(play, "Next frame", lambda: self.step(1), Qt.Key_Right)
+        self.add_action(play, "Go to start", lambda: self.seek_frame(0), Qt.Key_Home)
+        self.mute_action = self.add_action(play, "Mute", lambda: self.clock.set_muted(self.mute_action.isChecked()))
         self.mute_action.setCheckable(True)
         play.addSeparator()
-        self._action(play, "Set emotion key at playhead", self.set_key, Qt.Key_K)
-        self._action(play, "Delete emotion key at playhead", self.delete_key, QKeySequence.Delete)
+        self.add_action(play, "Set emotion key at playhead", self.set_key, Qt.Key_K)
+        self.add_action(play, "Delete emotion key at playhead", self.delete_key, QKeySequence.Delete)
 
         view = bar.addMenu("&View")
         for name, (yaw, pitch) in PRESETS.items():
-            self._action(view, name, lambda y=yaw, p=pitch: self.set_view_angles(y, p))
-        self._action(view, "Reset view", self.reset_view, "R")
+            self.add_action(view, name, lambda y=yaw, p=pitch: self.set_view_angles(y, p))
+        self.add_action(view, "Reset view", self.reset_view, "R")
         view.addSeparator()
-        self._action(view, "Background colour…", self.choose_background)
+        self.add_action(view, "Background colour…", self.choose_background)
 
     def _build_status_bar(self) -> None:
         status = self.statusBar()

@@ -76,11 +76,11 @@ class PlaybackClock(QObject):
         self._fall_silent(f"audio output failed ({message}): playing silently")
 
     def _fall_silent(self, reason: str) -> None:
-        """Keep playing from where the picture is, on the wall clock."""
-        now = self.time() if self._media is not None and self._started else self._anchor_time
+        """Keep playing from where the picture is (the last time returned), on the wall clock."""
+        shown = max(self._floor, self._anchor_time) if self.playing and self._started else self._anchor_time
         self._release_media()
         self.silent_reason = reason
-        self._anchor(now)
+        self._anchor(shown)
         self.silenced.emit(reason)
 
     def _on_position(self, position_ms: int) -> None:
@@ -105,7 +105,7 @@ class PlaybackClock(QObject):
             return self._anchor_time + waited
         if waited > STALL_SECONDS:
             self._fall_silent("audio output stalled: playing silently")
-            return self.time()
+            return self._anchor_time
         if not self._started:
             return self._anchor_time
         self._floor = max(self._floor, self._anchor_time + min(waited, MAX_EXTRAPOLATION))
