@@ -6,3 +6,4 @@ DEMO_FLAME = DEMO_DIR / "flame_demo.npz"
 DEMO_AVATAR = DEMO_DIR / "avatar"
 DEMO_BLENDSHAPES = DEMO_DIR / "blendshapes.npz"
 DEMO_AUDIO = DEMO_DIR / "speech.wav"
+MODEL_DIR = Path(__file__).resolve().parent / "model"  # the shipped learned model (`avatar train-speech`)

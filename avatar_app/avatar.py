@@ -5,8 +5,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from assets import DEMO_AVATAR, DEMO_BLENDSHAPES, DEMO_FLAME
+from assets import DEMO_AVATAR, DEMO_BLENDSHAPES, DEMO_FLAME, MODEL_DIR
 from models.blendshapes import BlendshapeModel
+from models.generator import LearnedDriver
+from models.speech import SpeechDriver
 from models.errors import InputError
 from models.flame import FlameParams, FlameRig, load_flame, load_flame_params
 from renderer.binding import check_binding
@@ -23,6 +25,7 @@ class Avatar:
     params: Optional[FlameParams]
     blendshapes: Optional[BlendshapeModel]
     source: str
+    driver: Optional[SpeechDriver] = None  # a learned generator; None: the signal-based driver
 
 
 def find_point_cloud(folder: Path) -> Path:
@@ -67,21 +70,43 @@ def load_avatar(folder: str | Path, flame: Optional[str | Path] = None,
     return Avatar(gaussians, rig, params, bs, str(ply))
 
 
+GENERATOR_MODEL = "blendshapes.npz"  # the blendshape model a generator folder was trained for
+
+
+def load_learned(directory: str | Path) -> tuple[LearnedDriver, BlendshapeModel]:
+    """A generator folder: the generator and the blendshape model it drives."""
+    driver = LearnedDriver.load(directory)
+    model = BlendshapeModel.load(Path(directory) / GENERATOR_MODEL)
+    driver.check_model(model)
+    return driver, model
+
+
 @dataclass(frozen=True)
 class AvatarSource:
-    """The files an avatar is loaded from, kept so one of them can be swapped and reloaded."""
+    """The files an avatar is loaded from, kept so one of them can be swapped and reloaded.
+    With a `generator` folder, speech and emotion are driven by that learned generator, which
+    must name the blendshape model's blendshapes and emotions."""
 
     avatar: Path
     flame: Optional[Path] = None
     blendshapes: Optional[Path] = None
+    generator: Optional[Path] = None
 
     def load(self) -> Avatar:
-        if self == DEMO_SOURCE and not DEMO_FLAME.is_file():
+        if self.avatar == DEMO_AVATAR and not DEMO_FLAME.is_file():
             raise InputError(f"{DEMO_FLAME}: the demo assets are missing; run `avatar build-demo`")
-        return load_avatar(self.avatar, self.flame, self.blendshapes)
+        avatar = load_avatar(self.avatar, self.flame, self.blendshapes)
+        if self.generator is not None:
+            if avatar.blendshapes is None:
+                raise InputError(f"{self.generator}: a speech generator needs a blendshape model (--blendshapes)")
+            avatar.driver = LearnedDriver.load(self.generator)
+            avatar.driver.check_model(avatar.blendshapes)
+        return avatar
 
 
-DEMO_SOURCE = AvatarSource(DEMO_AVATAR, DEMO_FLAME, DEMO_BLENDSHAPES)
+SIGNAL_DEMO_SOURCE = AvatarSource(DEMO_AVATAR, DEMO_FLAME, DEMO_BLENDSHAPES)  # hand-made model, signal driver
+LEARNED_DEMO_SOURCE = AvatarSource(DEMO_AVATAR, DEMO_FLAME, MODEL_DIR / GENERATOR_MODEL, MODEL_DIR)
+DEMO_SOURCE = LEARNED_DEMO_SOURCE  # the default: the shipped learned model
 
 
 def load_demo() -> Avatar:

@@ -5,6 +5,7 @@ import argparse
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -12,11 +13,12 @@ from tqdm import tqdm
 
 import models.errors
 import renderer.errors
-from assets import DEMO_AUDIO, DEMO_DIR
+from assets import DEMO_AUDIO, DEMO_AVATAR, DEMO_DIR
 from models.emotion import parse_emotions
 
-from .avatar import DEMO_SOURCE, Avatar, AvatarSource
+from .avatar import GENERATOR_MODEL, LEARNED_DEMO_SOURCE, SIGNAL_DEMO_SOURCE, Avatar, AvatarSource
 from .clip import DEFAULT_FPS, ClipSource
+from .learn_cli import add_learning_commands
 from .player import Player
 from .preset import load_preset
 from .video import check_video_size, is_video_path, write_mp4, write_png_folder
@@ -59,6 +61,10 @@ def add_avatar_arguments(p: argparse.ArgumentParser, required: bool = True) -> N
     src.add_argument("--avatar", metavar="DIR", help="GaussianAvatars folder (point_cloud.ply + flame_param.npz) or a PLY")
     p.add_argument("--flame", metavar="FILE", help="FLAME model (.pkl or .npz) the avatar was trained with")
     p.add_argument("--blendshapes", metavar="FILE", help="blendshape model (.npz) for audio, weights and emotions")
+    p.add_argument("--driver", choices=("learned", "signal"), default="learned",
+                   help="what turns audio and emotions into weights: the learned generator (default; the "
+                        "shipped one on the demo, --generator DIR otherwise) or the signal-based driver")
+    p.add_argument("--generator", metavar="DIR", help="a generator folder made by `avatar train-speech`")
 
 
 def add_performance_arguments(p: argparse.ArgumentParser) -> None:
@@ -76,10 +82,22 @@ def add_performance_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def avatar_source(args: argparse.Namespace) -> AvatarSource:
-    """--demo (also the default when no --avatar is given) or --avatar with --flame/--blendshapes."""
+    """--demo (also the default when no --avatar is given) or --avatar with --flame/--blendshapes,
+    driven by --driver: on the demo the shipped generator, or the hand-made model with the
+    signal driver; on an avatar the --generator (whose own blendshape model is the default), or
+    the signal driver when no generator is given."""
+    learned = args.driver == "learned"
+    generator = Path(args.generator) if args.generator and learned else None
     if args.demo or not args.avatar:
-        return DEMO_SOURCE
-    return AvatarSource(Path(args.avatar), *(Path(p) if p else None for p in (args.flame, args.blendshapes)))
+        if not learned:
+            return SIGNAL_DEMO_SOURCE
+        return replace(LEARNED_DEMO_SOURCE, blendshapes=generator / GENERATOR_MODEL, generator=generator) \
+            if generator else LEARNED_DEMO_SOURCE
+    flame = Path(args.flame) if args.flame else None
+    blendshapes = Path(args.blendshapes) if args.blendshapes else None
+    if generator and blendshapes is None:
+        blendshapes = generator / GENERATOR_MODEL
+    return AvatarSource(Path(args.avatar), flame, blendshapes, generator)
 
 
 def apply_performance(args: argparse.Namespace, player: Player) -> None:
@@ -119,7 +137,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     player.view.width, player.view.height = width, height
     player.view.yaw, player.view.pitch, player.view.distance = args.yaw, args.pitch, args.distance
     player.view.background = parse_colour(args.background)
-    clip = player.clip = clip_source(args, player.avatar, source == DEMO_SOURCE).build(player.driver, player.avatar.blendshapes, args.fps)
+    clip = player.clip = clip_source(args, player.avatar, source.avatar == DEMO_AVATAR).build(player.driver, player.avatar.blendshapes, args.fps)
 
     start = time.perf_counter()
     frames = tqdm(player.render_range(0, clip.num_frames), total=clip.num_frames, unit="frame",
@@ -147,7 +165,7 @@ def cmd_app(args: argparse.Namespace) -> int:
     source = avatar_source(args)
     player = Player(source.load(), backend=args.backend)
     apply_performance(args, player)
-    clip = clip_source(args, player.avatar, source == DEMO_SOURCE)
+    clip = clip_source(args, player.avatar, source.avatar == DEMO_AVATAR)
     player.clip = clip.build(player.driver, player.avatar.blendshapes, args.fps)
     return run_app(player, source, clip, snapshot=Path(args.snapshot) if args.snapshot else None)
 
@@ -192,6 +210,8 @@ def make_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="what an avatar folder, PLY, FLAME, blendshape, weights or WAV file holds")
     i.add_argument("path")
     i.set_defaults(run=cmd_info)
+
+    add_learning_commands(sub)
 
     b = sub.add_parser("build-demo", help="regenerate the embedded demo assets")
     b.add_argument("--out", default=str(DEMO_DIR))

@@ -6,11 +6,13 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
+import torch
 
 from models.audio import Audio, fit_length, load_wav
 from models.blendshapes import BlendshapeModel, WeightSequence
 from models.errors import InputError
 from models.flame import FlameParams, load_flame_params
+from models.generator import LearnedDriver
 from models.speech import SpeechDriver
 
 DEFAULT_FPS = 30.0
@@ -20,7 +22,9 @@ STILL_SECONDS = 3.0
 @dataclass
 class Clip:
     """A timeline of `num_frames` frames at `fps`. Speech/expression weights (T, K) come from
-    audio or a weights file; `motion` holds FLAME parameters played one per frame."""
+    audio or a weights file, or from a learned generator's `features` of the audio (then the
+    player generates the weights under the current emotions); `motion` holds FLAME
+    parameters played one per frame."""
 
     fps: float
     num_frames: int
@@ -28,6 +32,7 @@ class Clip:
     speech: Optional[np.ndarray] = None
     expression: Optional[np.ndarray] = None
     motion: Optional[FlameParams] = None
+    features: Optional[torch.Tensor] = None  # a learned generator's audio features [T, F]
 
     @property
     def duration(self) -> float:
@@ -68,6 +73,8 @@ def clip_from_audio(audio_path: str | Path, driver: SpeechDriver, fps: float = D
     audio = load_wav(audio_path)
     frames = frame_count(duration if duration is not None else audio.duration, fps)
     audio = fit_length(audio, frames / fps)
+    if isinstance(driver, LearnedDriver):  # speech and expression come from it at play time
+        return Clip(fps, frames, audio=audio, features=driver.features(audio.samples, audio.sample_rate, fps))
     speech = driver.weights(audio.samples, audio.sample_rate, fps)
     return Clip(fps, frames, audio=audio, speech=speech)
 

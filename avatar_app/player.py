@@ -73,12 +73,13 @@ class Player:
         self.gaussians = avatar.gaussians.to(self.device)
         self.rig = avatar.rig.to(self.device) if avatar.rig is not None else None
         bs = avatar.blendshapes
-        self.driver = driver or (SignalSpeechDriver(bs.speech_names) if bs is not None else None)
+        self.driver = driver or avatar.driver or (SignalSpeechDriver(bs.speech_names) if bs is not None else None)
         self.view = View()
         self.performance = Performance()
         self.clip: Clip = still_clip(1.0)
         self._framing = self._framing_points()
         self._pose_cache: dict = {}  # see _posed
+        self._generated_cache: dict = {}  # see _generated
 
     @property
     def num_gaussians(self) -> int:
@@ -147,12 +148,29 @@ class Player:
         if bs is None:
             raise InputError("weights need a blendshape model (--blendshapes FILE)")
         frames = stop - start
-        speech = clip.speech[start:stop] if clip.speech is not None else np.zeros((frames, len(bs.speech_names)), np.float32)
-        times = np.arange(start, stop) / clip.fps
-        expression = bs.expression_weights(perf.intensities(times, bs.emotion_names), frames)
+        if clip.features is not None:
+            speech, expression = (w[start:stop] for w in self._generated())
+        else:
+            speech = clip.speech[start:stop] if clip.speech is not None else np.zeros((frames, len(bs.speech_names)), np.float32)
+            times = np.arange(start, stop) / clip.fps
+            expression = bs.expression_weights(perf.intensities(times, bs.emotion_names), frames)
         if clip.expression is not None:
             expression = expression + clip.expression[start:stop]
         return perf.speech_gain * speech, perf.expression_gain * expression
+
+    def _generated(self) -> tuple[np.ndarray, np.ndarray]:
+        """The learned generator's speech and expression weights of the whole clip under the
+        performance's per-frame emotions (it sees the whole clip, as in training). The last
+        result is kept, shared with snapshots: a slider move reruns only the decoder."""
+        clip, bs = self.clip, self.avatar.blendshapes
+        intensities = self.performance.intensities(np.arange(clip.num_frames) / clip.fps, bs.emotion_names)
+        key = (id(clip.features), intensities.tobytes())
+        cached = self._generated_cache.get("last")  # one read: other threads may replace it
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        value = self.driver.generate(clip.features, intensities)
+        self._generated_cache["last"] = (key, value)
+        return value
 
     def weight_sequence(self) -> WeightSequence:
         """The whole clip's weights as a weights file: re-rendered with gains 1 and no

@@ -10,7 +10,7 @@ import csv
 import io
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import InitVar, dataclass, fields
+from dataclasses import MISSING, InitVar, dataclass, field, fields
 from typing import BinaryIO, Self
 from zipfile import BadZipFile
 
@@ -67,8 +67,8 @@ def _finite_number(source: str, key: str, value: float) -> float:
     return number
 
 
-def _read_npz(path: str | os.PathLike, keys: Sequence[str]) -> dict[str, np.ndarray]:
-    """The listed arrays of an .npz file, refusing pickled objects."""
+def _read_npz(path: str | os.PathLike, keys: Sequence[str], optional: Sequence[str] = ()) -> dict[str, np.ndarray]:
+    """The listed arrays of an .npz file (`optional` ones only when present), refusing pickled objects."""
     try:
         archive = np.load(path, allow_pickle=False)
     except FileNotFoundError:
@@ -78,11 +78,11 @@ def _read_npz(path: str | os.PathLike, keys: Sequence[str]) -> dict[str, np.ndar
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise InputError(f"{path}: a single .npy array, not an .npz archive")
     with archive:
-        missing = [key for key in keys if key not in archive.files]
+        missing = [key for key in keys if key not in archive.files and key not in optional]
         if missing:
             raise InputError(f"{path}: missing key(s) {', '.join(missing)}")
         try:
-            return {key: archive[key] for key in keys}
+            return {key: archive[key] for key in keys if key in archive.files}
         except (ValueError, OSError, EOFError, BadZipFile) as err:
             raise InputError(f"{path}: unreadable array, or pickled objects ({err})") from None
 
@@ -93,12 +93,14 @@ def _storable(value: object) -> np.ndarray:
 
 
 class _NpzRecord:
-    """Load/save for a dataclass whose fields are arrays, name tuples and numbers."""
+    """Load/save for a dataclass whose fields are arrays, name tuples and numbers; fields with
+    a default may be absent from older files."""
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Self:
         """Read and validate; problems raise InputError naming the file."""
-        return cls(**_read_npz(path, [f.name for f in fields(cls)]), source=str(path))
+        optional = [f.name for f in fields(cls) if f.default is not MISSING or f.default_factory is not MISSING]
+        return cls(**_read_npz(path, [f.name for f in fields(cls)], optional), source=str(path))
 
     def save(self, path: str | os.PathLike) -> None:
         """Write atomically (temporary file, then rename)."""
@@ -121,6 +123,8 @@ class BlendshapeModel(_NpzRecord):
     template: np.ndarray  # (V, 3)
     speech_mapping_error: np.ndarray  # (Ks,) RMS vertex error of the FLAME fit, metres
     expression_mapping_error: np.ndarray  # (Ke,)
+    region_names: tuple[str, ...] = ()  # facial regions (mouth, brows, ...) for metrics and CSTalk
+    region_masks: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))  # (R, V) 0/1
     format_version: int = FORMAT_VERSION
     source: InitVar[str] = "blendshape model"
 
@@ -132,6 +136,7 @@ class BlendshapeModel(_NpzRecord):
         self.speech_names = _names(source, "speech_names", self.speech_names)
         self.expression_names = _names(source, "expression_names", self.expression_names)
         self.emotion_names = _names(source, "emotion_names", self.emotion_names)
+        self.region_names = _names(source, "region_names", self.region_names)
         _distinct(source, self.speech_names, self.expression_names)
         self.template = _array(source, "template", self.template, (None, 3))
         ks, ke = len(self.speech_names), len(self.expression_names)
@@ -144,7 +149,10 @@ class BlendshapeModel(_NpzRecord):
             "emotion_profiles": (len(self.emotion_names), ke),
             "speech_mapping_error": (ks,),
             "expression_mapping_error": (ke,),
+            "region_masks": (len(self.region_names), v),
         }
+        if not self.region_names and np.asarray(self.region_masks).size == 0:
+            self.region_masks = np.zeros((0, v), np.float32)
         for key, shape in shapes.items():
             setattr(self, key, _array(source, key, getattr(self, key), shape))
 

@@ -12,8 +12,8 @@ import torch
 
 from .blendshapes import BlendshapeModel
 from .demo_head import EXPRESSIONS
-from .flame import FlameParams, FlameRig
-from .mapping import fit_flame_mapping
+from .flame import FlameRig
+from .mapping import fit_flame_mapping, rig_forward
 
 # name → ({expression component: weight}, jaw opening in radians)
 SPEECH = {
@@ -56,22 +56,14 @@ def _flame_rows(table: dict) -> np.ndarray:
     return rows
 
 
-def _posed(rig: FlameRig, rows: torch.Tensor) -> torch.Tensor:
-    params = FlameParams.neutral(rows.shape[0])
-    params.expr, params.jaw_pose = rows[:, :100], rows[:, 100:]
-    return rig(params)
-
-
 def build_demo_blendshapes(rig: FlameRig) -> BlendshapeModel:
     """Displacement bases from the FLAME poses above, with their FLAME mapping fitted back."""
-    neutral = _posed(rig, torch.zeros(1, 103))[0]
-
-    def forward(expr: torch.Tensor, jaw: torch.Tensor) -> torch.Tensor:
-        return _posed(rig, torch.cat([expr, jaw], dim=1))
-
+    forward = rig_forward(rig)
+    neutral = forward(torch.zeros(1, 100), torch.zeros(1, 3))[0]
     fits, bases = [], []
     for table in (SPEECH, EXPRESSION):
-        basis = (_posed(rig, torch.from_numpy(_flame_rows(table))) - neutral).numpy()
+        rows = torch.from_numpy(_flame_rows(table))
+        basis = (forward(rows[:, :100], rows[:, 100:]) - neutral).numpy()
         bases.append(basis)
         fits.append(fit_flame_mapping(basis, forward, neutral.numpy()))
     profiles = np.array([[EMOTIONS[e].get(name, 0.0) for name in EXPRESSION] for e in EMOTIONS], np.float32)

@@ -14,6 +14,7 @@ import torch
 
 from models.blendshapes import FLAME_EXPR, FLAME_PARAMS
 from models.errors import InputError
+from models.flame import FlameParams, FlameRig
 
 _EXPR_STEP = 1.0  # expression enters FLAME linearly at zero pose: any step is exact
 _JAW_STEP = 0.01  # radians; central differences, so the rotation's curvature costs O(step²)
@@ -21,6 +22,17 @@ _PRECISION = 1e-8  # metres: float32 resolution of head-sized coordinates; finer
 
 Forward = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """FLAME-like forward: float32 expr (B, 100) and jaw_pose (B, 3) → vertices (B, V, 3)."""
+
+
+def rig_forward(rig: FlameRig) -> Forward:
+    """The `Forward` of a FLAME rig at neutral shape and pose, varying expression and jaw only."""
+
+    def forward(expr: torch.Tensor, jaw: torch.Tensor) -> torch.Tensor:
+        params = FlameParams.neutral(expr.shape[0])
+        params.expr, params.jaw_pose = expr, jaw
+        return rig(params)
+
+    return forward
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from PySide6.QtCore import QMimeData, QPointF, QSettings, Qt, QUrl  # noqa: E402
 from PySide6.QtGui import QDropEvent  # noqa: E402
 from PySide6.QtMultimedia import QMediaDevices  # noqa: E402
 
-from avatar_app.avatar import DEMO_SOURCE  # noqa: E402
+from avatar_app.avatar import SIGNAL_DEMO_SOURCE  # noqa: E402
 from avatar_app.clip import ClipSource  # noqa: E402
 from avatar_app.gui.app import application  # noqa: E402
 from avatar_app.gui.main_window import MainWindow  # noqa: E402
@@ -46,11 +46,11 @@ def qapp_cls():
 
 @pytest.fixture
 def window(qtbot, tmp_path):
-    player = Player(DEMO_SOURCE.load(), backend="cpu")
+    player = Player(SIGNAL_DEMO_SOURCE.load(), backend="cpu")
     source = ClipSource(audio=write_tone(tmp_path / "tone.wav"))
     player.clip = source.build(player.driver, player.avatar.blendshapes)
     settings = QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
-    w = MainWindow(player, DEMO_SOURCE, source, settings)
+    w = MainWindow(player, SIGNAL_DEMO_SOURCE, source, settings)
     qtbot.addWidget(w)
     w.resize(900, 640)
     w.show()
@@ -97,7 +97,7 @@ def test_emotion_slider_changes_the_upper_face_and_matches_the_player(qtbot, win
     change = np.abs(after - before).mean(-1)
     assert change[rows, cols].mean() > 3 * change.mean() and change[rows, cols].max() > 60
     # What the window shows is exactly what the player core renders for those settings.
-    reference = Player(DEMO_SOURCE.load(), backend="cpu")
+    reference = Player(SIGNAL_DEMO_SOURCE.load(), backend="cpu")
     reference.clip, reference.view = window.player.clip, window.player.snapshot().view
     reference.view.width, reference.view.height = after.shape[1], after.shape[0]
     reference.set_emotions({"surprised": 1.0})

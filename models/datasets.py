@@ -1,0 +1,492 @@
+"""Mesh-sequence data sets users bring for training and evaluation (DESIGN §4.6).
+
+VOCASET (neutral talking, with audio) and Florence 4D (expressions, no audio) are read into one
+type, `MeshSequence`, so the learner and the metrics never see a file layout. The writers produce
+the same layouts, so synthetic corpora and test fixtures go through the very code real data does.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import operator
+import os
+import pickle
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from models.audio import Audio
+from models.errors import InputError
+from models.files import atomic_write
+from models.safe_pickle import load_pickle
+
+VOCASET_FPS = 60.0
+VOCASET_SPLITS: dict[str, tuple[str, ...]] = {
+    "train": (
+        "FaceTalk_170728_03272_TA",
+        "FaceTalk_170904_00128_TA",
+        "FaceTalk_170725_00137_TA",
+        "FaceTalk_170915_00223_TA",
+        "FaceTalk_170811_03274_TA",
+        "FaceTalk_170913_03279_TA",
+        "FaceTalk_170904_03276_TA",
+        "FaceTalk_170912_03278_TA",
+    ),
+    "val": ("FaceTalk_170811_03275_TA", "FaceTalk_170908_03277_TA"),
+    "test": ("FaceTalk_170809_00138_TA", "FaceTalk_170731_00024_TA"),
+}
+_LABEL_COLUMNS = ("subject", "sentence", "emotion", "intensity")
+
+# Florence 4D expression names (folder names, trailing take numbers removed) whose meaning is one
+# of our seven emotions; anything else keeps its own lower-cased name.
+_FLORENCE_EMOTIONS = {
+    "happy": ("happy", "happiness", "smile", "pleased", "joy", "joyful", "laugh", "laughing",
+              "grin", "cheerful", "delighted", "amused"),
+    "sad": ("sad", "sadness", "unhappy", "cry", "crying", "sorrow", "grief", "depressed", "miserable"),
+    "angry": ("angry", "anger", "mad", "furious", "rage", "irritated", "annoyed"),
+    "surprised": ("surprise", "surprised", "shocked", "astonished", "amazed"),
+    "fearful": ("afraid", "fear", "fearful", "scared", "frightened", "terrified"),
+    "disgusted": ("disgust", "disgusted", "repulsed"),
+    "contempt": ("contempt", "scorn", "disdain", "sneer"),
+}
+_FLORENCE_TABLE = {alias: emotion for emotion, aliases in _FLORENCE_EMOTIONS.items() for alias in aliases}
+_TAKE_SUFFIX = re.compile(r"[\s_-]*\d+$")
+_FRAME_NUMBER = re.compile(r"(\d+)$")
+
+_PLY_TYPES = {
+    "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1",
+    "short": "i2", "int16": "i2", "ushort": "u2", "uint16": "u2",
+    "int": "i4", "int32": "i4", "uint": "u4", "uint32": "u4",
+    "float": "f4", "float32": "f4", "double": "f8", "float64": "f8",
+}
+_PLY_FORMATS = {"ascii": None, "binary_little_endian": "<", "binary_big_endian": ">"}
+
+
+@dataclass
+class MeshSequence:
+    """One captured sequence of a fixed-topology face, with what it expresses."""
+
+    name: str
+    vertices: np.ndarray
+    template: np.ndarray
+    fps: float
+    audio: Audio | None = None
+    emotion: str | None = None
+    intensity: float = 1.0
+
+    def __post_init__(self) -> None:
+        self.vertices = np.asarray(self.vertices, dtype=np.float32)
+        self.template = np.asarray(self.template, dtype=np.float32)
+        if self.vertices.ndim != 3 or self.vertices.shape[0] == 0 or self.vertices.shape[2] != 3:
+            raise InputError(f"{self.name}: vertices must be (frames ≥ 1, V, 3), got {self.vertices.shape}")
+        if self.template.shape != self.vertices.shape[1:]:
+            raise InputError(f"{self.name}: template shape {self.template.shape} does not match "
+                             f"vertices {self.vertices.shape}")
+        if not (math.isfinite(self.fps) and self.fps > 0):
+            raise InputError(f"{self.name}: fps {self.fps} is not a positive number")
+        if not 0.0 <= self.intensity <= 1.0:
+            raise InputError(f"{self.name}: intensity {self.intensity} is outside 0..1")
+
+    @property
+    def displacements(self) -> np.ndarray:
+        """Motion relative to this identity's neutral face: what blendshapes are learned from."""
+        return self.vertices - self.template[None]
+
+
+def florence_emotion(name: str) -> str | None:
+    """Our emotion label for a Florence expression folder (`Smile2` → happy, `Neutral` → None)."""
+    key = _TAKE_SUFFIX.sub("", name.strip().lower())
+    if key == "neutral":
+        return None
+    return _FLORENCE_TABLE.get(key, name.strip().lower())
+
+
+# ---------------------------------------------------------------------------------------- VOCASET
+
+
+def load_vocaset(
+    root: str | os.PathLike,
+    subjects: Iterable[str] | None = None,
+    stride: int = 2,
+    labels: bool = True,
+) -> list[MeshSequence]:
+    """Read the published VOCASET layout; every `stride`-th 60 fps frame, so fps = 60 / stride.
+
+    `data_verts.npy` is memory-mapped and only the rows a sequence uses are copied, so the full
+    multi-gigabyte file is never read whole. `raw_audio_fixed.pkl` and `labels.csv` are optional.
+    """
+    root = Path(root)
+    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
+        raise InputError(f"VOCASET stride {stride!r} is not a positive integer")
+    index_path, audio_path, templates_path = (
+        root / "subj_seq_to_idx.pkl", root / "raw_audio_fixed.pkl", root / "templates.pkl")
+    index = _nested_dict(load_pickle(index_path), str(index_path), depth=2)
+    templates = _nested_dict(load_pickle(templates_path), str(templates_path), depth=0)
+    audio_table = _nested_dict(load_pickle(audio_path), str(audio_path), depth=1) if audio_path.exists() else {}
+    label_table = _read_labels(root / "labels.csv", index) if labels and (root / "labels.csv").exists() else {}
+    chosen = sorted(index) if subjects is None else list(subjects)
+    for subject in chosen:
+        if subject not in index:
+            raise InputError(f"{index_path}: has no subject {subject!r}; it holds {', '.join(sorted(index))}")
+    data = _open_verts(root / "data_verts.npy")
+    count, n_vertices = data.shape[0], data.shape[1]
+    sequences = []
+    for subject in chosen:
+        template = _subject_template(templates, subject, templates_path, n_vertices)
+        for sentence in sorted(index[subject]):
+            where = f"{subject}/{sentence}"
+            rows = _frame_rows(index[subject][sentence], index_path, where)
+            bad = [row for row in rows if not 0 <= row < count]
+            if bad:
+                raise InputError(f"{index_path}: {where} points at row {bad[0]}, but {root / 'data_verts.npy'} "
+                                 f"holds {count} rows")
+            vertices = np.asarray(data[rows[::stride]], dtype=np.float32)
+            if not np.isfinite(vertices).all():
+                raise InputError(f"{root / 'data_verts.npy'}: NaN or infinite vertices in {where}")
+            emotion, intensity = label_table.get((subject, sentence), (None, 1.0))
+            sequences.append(MeshSequence(
+                name=where, vertices=vertices, template=template, fps=VOCASET_FPS / stride,
+                audio=_sentence_audio(audio_table, subject, sentence, audio_path),
+                emotion=emotion, intensity=intensity))
+    return sequences
+
+
+def write_vocaset(root: str | os.PathLike, sequences: Iterable[MeshSequence], fps: float = VOCASET_FPS) -> None:
+    """Write sequences named `subject/sentence` in the VOCASET layout, labels in `labels.csv`.
+
+    The layout has no frame-rate field: its frame numbers count at 60 fps. Sequences are at `fps`
+    = 60 / k, and each frame is held for k frame numbers (the rows are shared, not copied), so
+    `load_vocaset(stride=k)` gives them back exactly and any stride stays true to time.
+    """
+    root = Path(root)
+    hold = VOCASET_FPS / fps if fps > 0 else 0.0
+    if hold < 1 or hold != round(hold):
+        raise InputError(f"{root}: VOCASET frames count at 60 fps; {fps} fps is not 60 divided by a whole number")
+    hold = int(hold)
+    index: dict[str, dict[str, dict[int, int]]] = {}
+    audio: dict[str, dict[str, dict]] = {}
+    templates: dict[str, np.ndarray] = {}
+    label_rows: list[tuple[str, str, str, str]] = []
+    blocks: list[np.ndarray] = []
+    rows = 0
+    for seq in sequences:
+        subject, sentence = _split_name(seq.name, "subject/sentence")
+        if seq.fps != fps:
+            raise InputError(f"{seq.name}: is at {seq.fps} fps, but this VOCASET layout is written at {fps} fps")
+        if blocks and seq.vertices.shape[1] != blocks[0].shape[1]:
+            raise InputError(f"{seq.name}: has {seq.vertices.shape[1]} vertices, earlier sequences "
+                             f"{blocks[0].shape[1]}")
+        if subject in templates and not np.array_equal(templates[subject], seq.template):
+            raise InputError(f"{seq.name}: template differs from another sequence of subject {subject}")
+        if sentence in index.get(subject, {}):
+            raise InputError(f"{seq.name}: the same subject/sentence is given twice")
+        templates[subject] = seq.template
+        index.setdefault(subject, {})[sentence] = {
+            frame: rows + frame // hold for frame in range(len(seq.vertices) * hold)}
+        rows += len(seq.vertices)
+        blocks.append(seq.vertices)
+        if seq.audio is not None:
+            audio.setdefault(subject, {})[sentence] = {"sample_rate": seq.audio.sample_rate,
+                                                       "audio": seq.audio.samples}
+        if seq.emotion is not None:
+            label_rows.append((subject, sentence, seq.emotion, repr(float(seq.intensity))))
+    if not blocks:
+        raise InputError(f"{root}: no sequences to write")
+    root.mkdir(parents=True, exist_ok=True)
+    data = np.concatenate(blocks).astype(np.float32, copy=False)
+    atomic_write(root / "data_verts.npy", lambda handle: np.save(handle, data, allow_pickle=False))
+    for name, table in (("subj_seq_to_idx.pkl", index), ("raw_audio_fixed.pkl", audio),
+                        ("templates.pkl", templates)):
+        atomic_write(root / name, lambda handle, table=table: pickle.dump(table, handle))
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(_LABEL_COLUMNS)
+    writer.writerows(label_rows)
+    atomic_write(root / "labels.csv", lambda handle: handle.write(text.getvalue().encode("utf-8")))
+
+
+def _nested_dict(value: object, where: str, depth: int) -> dict:
+    """Check a pickle holds dicts `depth + 1` levels deep, so later lookups cannot crash obscurely."""
+    if not isinstance(value, dict):
+        raise InputError(f"{where}: expected a dict, found {type(value).__name__}")
+    if depth > 0:
+        for key, inner in value.items():
+            _nested_dict(inner, f"{where} [{key!r}]", depth - 1)
+    return value
+
+
+def _open_verts(path: Path) -> np.ndarray:
+    try:
+        data = np.load(path, mmap_mode="r", allow_pickle=False)
+    except FileNotFoundError:
+        raise InputError(f"{path}: file does not exist") from None
+    except (ValueError, OSError) as err:
+        raise InputError(f"{path}: not a readable .npy array ({err})") from None
+    if data.ndim != 3 or data.shape[2] != 3 or not np.issubdtype(data.dtype, np.number):
+        raise InputError(f"{path}: expected numeric (frames, V, 3) vertices, got {data.dtype} {data.shape}")
+    return data
+
+
+def _subject_template(templates: dict, subject: str, path: Path, n_vertices: int) -> np.ndarray:
+    if subject not in templates:
+        raise InputError(f"{path}: has no template for subject {subject}")
+    template = np.asarray(templates[subject])
+    if template.shape != (n_vertices, 3) or not np.issubdtype(template.dtype, np.number):
+        raise InputError(f"{path}: template of {subject} has shape {template.shape}, but the vertex data "
+                         f"has {n_vertices} vertices per frame")
+    return template.astype(np.float32)
+
+
+def _frame_rows(frames: dict, path: Path, where: str) -> list[int]:
+    """Data rows ordered by frame number (the pickle's dict order is not guaranteed to be)."""
+    if not frames:
+        raise InputError(f"{path}: {where} has no frames")
+    try:
+        pairs = sorted((operator.index(frame), operator.index(row)) for frame, row in frames.items())
+    except TypeError:
+        raise InputError(f"{path}: {where} maps frames to rows with non-integer numbers") from None
+    return [row for _, row in pairs]
+
+
+def _sentence_audio(table: dict, subject: str, sentence: str, path: Path) -> Audio | None:
+    entry = table.get(subject, {}).get(sentence)
+    if entry is None:
+        return None
+    if not isinstance(entry, dict) or "audio" not in entry or "sample_rate" not in entry:
+        raise InputError(f"{path}: {subject}/{sentence} is not a dict with 'audio' and 'sample_rate'")
+    try:
+        return Audio(np.asarray(entry["audio"]), entry["sample_rate"])
+    except InputError as err:
+        raise InputError(f"{path}: {subject}/{sentence}: {err}") from None
+
+
+def _read_labels(path: Path, index: dict) -> dict[tuple[str, str], tuple[str | None, float]]:
+    """labels.csv rows → {(subject, sentence): (emotion or None for neutral, intensity)}."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(f"{path}: cannot read ({err})") from None
+    reader = csv.DictReader(io.StringIO(text))
+    missing = [column for column in _LABEL_COLUMNS if column not in (reader.fieldnames or ())]
+    if missing:
+        raise InputError(f"{path}: missing column(s) {', '.join(missing)}; expected {','.join(_LABEL_COLUMNS)}")
+    table: dict[tuple[str, str], tuple[str | None, float]] = {}
+    for row in reader:
+        where = f"{path} line {reader.line_num}"
+        if any(row[column] is None for column in _LABEL_COLUMNS):
+            raise InputError(f"{where}: has fewer than {len(_LABEL_COLUMNS)} columns")
+        subject, sentence, emotion, intensity_text = (row[column].strip() for column in _LABEL_COLUMNS)
+        if sentence not in index.get(subject, {}):
+            raise InputError(f"{where}: {subject}/{sentence} is not a sequence of this data set")
+        if (subject, sentence) in table:
+            raise InputError(f"{where}: {subject}/{sentence} is labelled twice")
+        try:
+            intensity = float(intensity_text) if intensity_text else 1.0
+        except ValueError:
+            raise InputError(f"{where}: intensity {intensity_text!r} is not a number") from None
+        if not 0.0 <= intensity <= 1.0:
+            raise InputError(f"{where}: intensity {intensity_text} is outside 0..1")
+        table[(subject, sentence)] = (emotion.lower() or None, intensity)
+    return table
+
+
+def _split_name(name: str, pattern: str) -> tuple[str, str]:
+    parts = name.split("/")
+    if len(parts) != 2 or not all(parts) or any(part in (".", "..") for part in parts):
+        raise InputError(f"sequence name {name!r} is not of the form {pattern}")
+    return parts[0], parts[1]
+
+
+# -------------------------------------------------------------------------------------- Florence 4D
+
+
+def load_florence(root: str | os.PathLike, fps: float = 30.0) -> list[MeshSequence]:
+    """Read `<identity>/<Expression>/<Expression>_<frame>.ply`; each sequence starts neutral,
+    so its first frame is its template."""
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(f"{root}: Florence 4D folder does not exist")
+    sequences: list[MeshSequence] = []
+    for identity in _subfolders(root):
+        for expression in _subfolders(identity):
+            if not _ply_files(expression):
+                continue
+            vertices = _read_ply_sequence(expression)
+            if sequences and vertices.shape[1] != sequences[0].vertices.shape[1]:
+                raise InputError(f"{expression}: meshes have {vertices.shape[1]} vertices, but "
+                                 f"{sequences[0].name} has {sequences[0].vertices.shape[1]}")
+            sequences.append(MeshSequence(
+                name=f"{identity.name}/{expression.name}", vertices=vertices, template=vertices[0].copy(),
+                fps=fps, emotion=florence_emotion(expression.name)))
+    if not sequences:
+        raise InputError(f"{root}: no <identity>/<Expression>/*.ply sequences found")
+    return sequences
+
+
+def write_florence(
+    root: str | os.PathLike, sequences: Iterable[MeshSequence], faces: np.ndarray | None
+) -> None:
+    """Write sequences named `identity/Expression` as binary PLY meshes, frames numbered from 0
+    (`faces` None: vertices only).
+
+    The layout has no template or label: loading takes the first frame as template and the
+    emotion from the folder name.
+    """
+    root = Path(root)
+    faces = np.zeros((0, 3), np.int32) if faces is None else np.asarray(faces)
+    if faces.ndim != 2 or faces.shape[1] != 3 or not np.issubdtype(faces.dtype, np.integer):
+        raise InputError(f"faces must be an integer (F, 3) array, got {faces.dtype} {faces.shape}")
+    for seq in sequences:
+        identity, expression = _split_name(seq.name, "identity/Expression")
+        if faces.size and not (0 <= faces.min() and faces.max() < seq.vertices.shape[1]):
+            raise InputError(f"{seq.name}: faces index vertices outside 0..{seq.vertices.shape[1] - 1}")
+        folder = root / identity / expression
+        names = {f"{expression}_{frame}.ply" for frame in range(len(seq.vertices))}
+        stale = sorted(p.name for p in _ply_files(folder) if p.name not in names) if folder.is_dir() else []
+        if stale:
+            raise InputError(f"{folder}: already holds other frames ({stale[0]}, ...); "
+                             "writing would mix sequences")
+        folder.mkdir(parents=True, exist_ok=True)
+        for frame, vertices in enumerate(seq.vertices):
+            payload = _binary_ply(vertices, faces)
+            atomic_write(folder / f"{expression}_{frame}.ply", lambda handle, data=payload: handle.write(data))
+
+
+def load_mesh_sequence(path: str | os.PathLike, fps: float, template: np.ndarray | None = None) -> MeshSequence:
+    """A `.npy` (T, V, 3) or a folder of per-frame `.ply` files; template defaults to frame 0."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: does not exist")
+    if path.is_dir():
+        vertices = _read_ply_sequence(path)
+    elif path.suffix.lower() == ".npy":
+        try:
+            vertices = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as err:
+            raise InputError(f"{path}: not a readable .npy array ({err})") from None
+        if vertices.ndim != 3 or vertices.shape[0] == 0 or vertices.shape[2] != 3:
+            raise InputError(f"{path}: expected (frames, V, 3) vertices, got shape {vertices.shape}")
+        if not np.issubdtype(vertices.dtype, np.number) or not np.isfinite(vertices).all():
+            raise InputError(f"{path}: vertices must be finite numbers")
+    else:
+        raise InputError(f"{path}: expected a .npy file or a folder of .ply frames")
+    vertices = vertices.astype(np.float32)
+    if template is None:
+        template = vertices[0].copy()
+    elif np.shape(template) != vertices.shape[1:]:
+        raise InputError(f"{path}: template shape {np.shape(template)} does not match the "
+                         f"{vertices.shape[1]} vertices per frame")
+    stem = path.name if path.is_dir() else path.stem
+    return MeshSequence(name=stem, vertices=vertices, template=template, fps=fps)
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _ply_files(folder: Path) -> list[Path]:
+    return [p for p in folder.iterdir()
+            if p.is_file() and p.suffix.lower() == ".ply" and not p.name.startswith(".")]
+
+
+def _read_ply_sequence(folder: Path) -> np.ndarray:
+    """Per-frame meshes ordered by the number ending each name (numerically: 2 before 10)."""
+    numbered: dict[int, Path] = {}
+    for path in _ply_files(folder):
+        match = _FRAME_NUMBER.search(path.stem)
+        if match is None:
+            raise InputError(f"{path}: name does not end in a frame number")
+        frame = int(match.group(1))
+        if frame in numbered:
+            raise InputError(f"{path}: frame {frame} is also {numbered[frame].name}")
+        numbered[frame] = path
+    if not numbered:
+        raise InputError(f"{folder}: holds no .ply frames")
+    order = sorted(numbered)
+    frames = [_read_ply_vertices(numbered[frame]) for frame in order]
+    for frame, mesh in zip(order, frames):
+        if len(mesh) != len(frames[0]):
+            raise InputError(f"{numbered[frame]}: has {len(mesh)} vertices, but {numbered[order[0]].name} "
+                             f"has {len(frames[0])}")
+    return np.stack(frames)
+
+
+def _read_ply_vertices(path: Path) -> np.ndarray:
+    """Vertex positions (V, 3) float32 from an ascii or binary PLY; other properties and
+    elements after the vertices (faces) are skipped."""
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise InputError(f"{path}: cannot read ({err.strerror or err})") from None
+    header, offset = [], 0
+    while not header or header[-1] != ["end_header"]:
+        end = raw.find(b"\n", offset)
+        if end < 0:
+            raise InputError(f"{path}: not a PLY file with a complete header")
+        header.append(raw[offset:end].decode("ascii", "replace").split())
+        offset = end + 1
+        if header[0] != ["ply"]:
+            raise InputError(f"{path}: not a PLY file (no 'ply' magic line)")
+    fmt, count, props, element = None, None, [], None
+    for words in header[1:-1]:
+        if not words or words[0] in ("comment", "obj_info"):
+            continue
+        if words[0] == "format" and len(words) >= 2:
+            fmt = words[1]
+        elif words[0] == "element" and len(words) == 3:
+            element = words[1]
+            if element == "vertex":
+                count = int(words[2]) if words[2].isdigit() else -1
+            elif count is None:
+                raise InputError(f"{path}: element '{element}' before 'vertex' is not supported")
+        elif words[0] == "property" and element == "vertex":
+            if words[1] == "list" or words[1] not in _PLY_TYPES or len(words) != 3:
+                raise InputError(f"{path}: vertex property '{' '.join(words[1:])}' is not a scalar PLY type")
+            props.append((words[2], _PLY_TYPES[words[1]]))
+    body = raw[offset:]
+    if fmt not in _PLY_FORMATS:
+        raise InputError(f"{path}: PLY format {fmt!r} is not ascii or binary")
+    if count is None or count < 0:
+        raise InputError(f"{path}: PLY has no valid vertex element")
+    names = [name for name, _ in props]
+    if not {"x", "y", "z"} <= set(names):
+        raise InputError(f"{path}: vertex element lacks x, y or z")
+    columns = [names.index(axis) for axis in "xyz"]
+    if _PLY_FORMATS[fmt] is None:
+        table = _ascii_vertices(path, body, count, len(props))[:, columns]
+    else:
+        dtype = np.dtype([(f"p{i}", _PLY_FORMATS[fmt] + code) for i, (_, code) in enumerate(props)])
+        if len(body) < count * dtype.itemsize:
+            raise InputError(f"{path}: truncated: header says {count} vertices, the file holds fewer")
+        records = np.frombuffer(body, dtype=dtype, count=count)
+        table = np.stack([records[f"p{i}"].astype(np.float64) for i in columns], axis=1)
+    if not np.isfinite(table).all():
+        raise InputError(f"{path}: NaN or infinite vertex coordinates")
+    return table.astype(np.float32)
+
+
+def _ascii_vertices(path: Path, body: bytes, count: int, width: int) -> np.ndarray:
+    rows = [line.split() for line in body.decode("ascii", "replace").splitlines() if line.strip()][:count]
+    if len(rows) < count:
+        raise InputError(f"{path}: truncated: header says {count} vertices, the file holds {len(rows)}")
+    bad = next((i for i, row in enumerate(rows) if len(row) != width), None)
+    if bad is not None:
+        raise InputError(f"{path}: vertex {bad} has {len(rows[bad])} values, the header declares {width}")
+    try:
+        return np.array(rows, dtype=np.float64).reshape(count, width)
+    except ValueError:
+        raise InputError(f"{path}: vertex values are not all numbers") from None
+
+
+def _binary_ply(vertices: np.ndarray, faces: np.ndarray) -> bytes:
+    header = ("ply\nformat binary_little_endian 1.0\ncomment talking-head-studio\n"
+              f"element vertex {len(vertices)}\nproperty float x\nproperty float y\nproperty float z\n"
+              f"element face {len(faces)}\nproperty list uchar int vertex_indices\nend_header\n")
+    records = np.empty(len(faces), dtype=[("n", "u1"), ("v", "<i4", (3,))])
+    records["n"], records["v"] = 3, faces
+    return header.encode("ascii") + np.asarray(vertices, dtype="<f4").tobytes() + records.tobytes()

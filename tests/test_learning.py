@@ -1,0 +1,207 @@
+"""The learned core end to end: planted corpus → blendshape learner → model, the sparsity
+ablation, the mapping's reported error, the shipped model as the player's driver, and the
+learning commands on tiny data."""
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from assets import DEMO_BLENDSHAPES, DEMO_FLAME, MODEL_DIR
+from avatar_app import cli
+from avatar_app.avatar import GENERATOR_MODEL, LEARNED_DEMO_SOURCE, load_learned
+from avatar_app.clip import clip_from_audio
+from avatar_app.player import Player
+from models.blendshape_learner import LearnerConfig, build_model, train_blendshapes
+from models.blendshapes import BlendshapeModel
+from models.datasets import load_florence, load_vocaset
+from models.errors import InputError
+from models.evaluation import evaluation_regions, face_metrics, leakage, subspace_angles
+from models.flame import FlameRig, load_flame
+from models.mapping import rig_forward
+from models.metrics import mapping_error
+from models.synthetic_corpus import CorpusSpec, make_corpus, planted_model, write_corpus
+from models.training import TrainingRun
+from assets import DEMO_AUDIO
+
+SMALL = CorpusSpec(speech_clips=12, expression_repeats=2, emotional_repeats=0, speech_seconds=2.0)
+
+
+@pytest.fixture(scope="module")
+def planted():
+    return planted_model(BlendshapeModel.load(DEMO_BLENDSHAPES))
+
+
+@pytest.fixture(scope="module")
+def corpora(planted):
+    return make_corpus(planted, SMALL), make_corpus(planted, replace(SMALL, speech_clips=4, expression_repeats=1, seed=1))
+
+
+def learn(corpus, planted, sparsity, steps=1000):
+    torch.set_num_threads(2)
+    config = LearnerConfig(expression_blendshapes=len(planted.expression_names), sparsity=sparsity)
+    run = TrainingRun(kind="blendshape-learner", config={}, steps=steps, seed=0, progress=False)
+    return train_blendshapes(corpus.speech, corpus.expression, config, run)
+
+
+@pytest.fixture(scope="module")
+def learned(corpora, planted):
+    return learn(corpora[0], planted, LearnerConfig.sparsity)
+
+
+def test_planted_truth_makes_the_clips(corpora, planted):
+    corpus = corpora[0]
+    for s in [*corpus.speech[:2], *corpus.expression[:2]]:
+        speech, expression = corpus.truth[s.name]
+        np.testing.assert_allclose(s.displacements, planted.displacements(speech, expression), atol=1e-6)
+    peak = max(np.abs(corpus.truth[s.name][1]).max() for s in corpus.speech)
+    assert peak == pytest.approx(SMALL.secondary, rel=0.35)  # planted secondary of a known size
+    assert all(s.audio is not None and s.audio.duration == pytest.approx(2.0) for s in corpus.speech)
+    labels = {s.emotion for s in corpus.expression}
+    assert set(planted.emotion_names) <= labels
+
+
+def test_corpus_is_written_in_the_published_layouts(tmp_path, planted):
+    corpus = make_corpus(planted, CorpusSpec(speech_clips=2, expression_repeats=1, emotional_repeats=1,
+                                             speech_seconds=0.5, expression_seconds=0.4))
+    write_corpus(corpus, tmp_path, load_flame(DEMO_FLAME).faces)
+    talking = {s.name: s for s in load_vocaset(tmp_path / "vocaset")}
+    for s in [*corpus.speech, *corpus.emotional]:
+        loaded = talking[s.name]
+        np.testing.assert_array_equal(loaded.vertices, s.vertices)
+        assert (loaded.emotion, loaded.fps) == (s.emotion, s.fps)
+        assert loaded.intensity == pytest.approx(s.intensity)
+        np.testing.assert_allclose(loaded.audio.samples, s.audio.samples, atol=1 / 32767)
+    faces = load_florence(tmp_path / "florence")
+    assert len(faces) == len(corpus.expression)
+    assert sorted(f.emotion for f in faces if f.emotion in planted.emotion_names) == \
+        sorted(s.emotion for s in corpus.expression if s.emotion is not None)
+    assert BlendshapeModel.load(tmp_path / "planted.npz").expression_names == planted.expression_names
+
+
+def test_learner_recovers_the_planted_subspaces(learned, corpora, planted):
+    speech_basis, expression_basis = learned.full_bases()
+    model = replace(planted, speech_basis=speech_basis, expression_basis=expression_basis)
+    angles = subspace_angles(model, planted)
+    assert angles["speech_angle_deg"] < 10.0
+    assert angles["expression_angle_deg"] < 10.0
+    held_out = corpora[1]
+    for group in (held_out.speech, held_out.expression):  # held-out reconstruction error, pooled
+        error = total = 0.0
+        for s in group:
+            w_a, w_e = learned.encode(s.displacements)
+            recon = np.tensordot(w_a, speech_basis, 1) + np.tensordot(w_e, expression_basis, 1)
+            error += float(np.square(recon - s.displacements).sum())
+            total += float(np.square(s.displacements).sum())
+        print(f"held-out relative RMS error {np.sqrt(error / total):.3f}", angles)
+        assert np.sqrt(error / total) < 0.2
+
+
+def cross_energy(learner, corpus):
+    """Held-out cross-domain weight energy over own-domain energy, both domains pooled."""
+    cross = own = 0.0
+    for group, k in ((corpus.speech, 0), (corpus.expression, 1)):
+        for s in group:
+            w = learner.encode(s.displacements)
+            own, cross = own + float(np.square(w[k]).sum()), cross + float(np.square(w[1 - k]).sum())
+    return cross / own
+
+
+def test_sparsity_constraint_keeps_the_domains_apart(learned, corpora, planted):
+    without = learn(corpora[0], planted, sparsity=0.0, steps=400)
+    with_constraint = cross_energy(learned, corpora[1])
+    without_constraint = cross_energy(without, corpora[1])
+    print(f"held-out cross-domain energy: {with_constraint:.2e} with the constraint, {without_constraint:.2e} without")
+    assert with_constraint * 2 < without_constraint
+
+
+def test_learned_model_mapping_reproduces_each_blendshape(learned, corpora, planted):
+    rig = FlameRig(load_flame(DEMO_FLAME))
+    forward = rig_forward(rig)
+    with torch.no_grad():
+        neutral = forward(torch.zeros(1, 100), torch.zeros(1, 3))[0].numpy()
+    corpus = corpora[0]
+    model = build_model(learned, corpus.speech, corpus.expression, neutral, forward, planted.emotion_names)
+    for basis, coeffs, reported in ((model.speech_basis, model.speech_to_flame, model.speech_mapping_error),
+                                    (model.expression_basis, model.expression_to_flame,
+                                     model.expression_mapping_error)):
+        np.testing.assert_allclose(mapping_error(basis, coeffs, forward, neutral), reported, rtol=1e-3, atol=1e-7)
+    assert set(model.region_names) >= {"mouth", "brows", "eyes"}
+    # the emotion profile of 'happy' recreates the planted happy apex through the learned bases
+    happy = model.emotion_profiles[model.emotion_names.index("happy")]
+    truth = planted.displacements(np.zeros((1, 4)), planted.emotion_profiles[None, 0])
+    learned_apex = np.tensordot(happy, model.expression_basis, 1)
+    assert np.linalg.norm(learned_apex - truth[0]) < 0.35 * np.linalg.norm(truth[0])
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return load_learned(MODEL_DIR)
+
+
+def test_shipped_model_is_small_and_complete(shipped):
+    size = sum(p.stat().st_size for p in MODEL_DIR.iterdir() if p.is_file())
+    assert size < 10 * 2**20
+    driver, model = shipped
+    assert driver.emotion_names == model.emotion_names and len(model.emotion_names) >= 5
+    assert model.region_names
+
+
+def test_shipped_model_drives_the_demo_with_emotion(shipped):
+    player = Player(LEARNED_DEMO_SOURCE.load(), backend="cpu")
+    assert player.driver.__class__.__name__ == "LearnedDriver"
+    player.clip = clip_from_audio(DEMO_AUDIO, player.driver, 30, duration=2.0)
+    neutral_speech, neutral_expression = player.weights(0, player.clip.num_frames)
+    assert neutral_speech.shape == (60, len(player.avatar.blendshapes.speech_names))
+    assert np.ptp(neutral_speech, axis=0).max() > 0.3  # the mouth moves with the audio
+    player.set_emotions({"happy": 1.0})
+    _, happy_expression = player.weights(0, player.clip.num_frames)
+    model = player.avatar.blendshapes
+    profile = model.emotion_profiles[model.emotion_names.index("happy")]
+    change = (happy_expression - neutral_expression).mean(axis=0)
+    assert np.dot(change, profile) / (np.linalg.norm(change) * np.linalg.norm(profile)) > 0.9
+
+
+def test_generator_of_other_blendshapes_is_refused(tmp_path):
+    for name in ("config.json", "model.safetensors"):
+        (tmp_path / name).write_bytes((MODEL_DIR / name).read_bytes())
+    (tmp_path / GENERATOR_MODEL).write_bytes(DEMO_BLENDSHAPES.read_bytes())
+    with pytest.raises(InputError, match="differ"):
+        load_learned(tmp_path)
+
+
+def test_learning_commands_end_to_end(tmp_path, capsys):
+    model = tmp_path / "bs.npz"
+    base = ["--synthetic", "--speech-clips", "4", "--quiet"]
+    assert cli.main(["train-blendshapes", *base, "--steps", "30", "-o", str(model)]) == 0
+    assert BlendshapeModel.load(model).region_names
+    generator = tmp_path / "gen"
+    assert cli.main(["train-speech", *base, "--steps", "20", "--blendshapes", str(model), "-o", str(generator),
+                     "--correlation", "--correlation-steps", "5"]) == 0
+    assert cli.main(["train-speech", *base, "--steps", "25", "--blendshapes", str(model), "-o", str(generator),
+                     "--correlation", "--correlation-steps", "5", "--resume"]) == 0
+    capsys.readouterr()
+    assert cli.main(["evaluate", *base, "--corpus-seed", "1", "--generator", str(generator), "--signal",
+                     "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {"lve_mm2", "fdd_mm2", "speech_leakage", "speech_angle_deg"} <= set(rows[f"learned {generator.name}"])
+    assert rows["planted truth"]["lve_mm2"] == pytest.approx(0.0, abs=1e-6)
+    out = tmp_path / "clip.mp4"
+    assert cli.main(["render", "--demo", "--generator", str(generator), "--duration", "0.5", "--size", "64x64",
+                     "-q", "-o", str(out)]) == 0
+    assert out.stat().st_size > 0
+
+
+def test_evaluation_on_the_planted_truth_is_exact(corpora, planted):
+    held_out = corpora[1]
+    talking = held_out.speech
+    regions = evaluation_regions(talking)
+    metrics = face_metrics(planted, lambda s: held_out.truth[s.name], talking, regions)
+    assert metrics["lve_mm2"] == pytest.approx(0.0, abs=1e-9)
+    assert metrics["fdd_mm2"] == pytest.approx(0.0, abs=1e-9)
+    measured = leakage(planted, held_out.speech, held_out.expression)
+    w = [held_out.truth[s.name] for s in held_out.speech]
+    expected = sum(np.square(e).sum() for _, e in w) / sum(np.square(a).sum() for a, _ in w)
+    assert measured["speech_leakage"] == pytest.approx(expected, rel=1e-4)
