@@ -90,10 +90,6 @@ def subspace_angles(model: BlendshapeModel, planted: BlendshapeModel) -> dict[st
 
 
 def evaluation_regions(sequences: Sequence[MeshSequence]) -> dict[str, np.ndarray]:
-    """Lip and upper-face regions of the evaluation data itself (its template and the vertices
-    that move in it), so every model is measured on the same vertices."""
-    template = sequences[0].template
-    peak = np.zeros(len(template))
-    for s in sequences:
-        peak = np.maximum(peak, np.linalg.norm(s.displacements, axis=2).max(axis=0))
-    return geometric_regions(template, peak > 0.02 * peak.max())
+    """Lip and upper-face regions of the evaluation data's own template, so every model is
+    measured on the same vertices."""
+    return geometric_regions(sequences[0].template)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from assets import DEMO_AUDIO, DEMO_AVATAR, DEMO_BLENDSHAPES, DEMO_FLAME
-from avatar_app.avatar import load_demo
+from avatar_app.avatar import SIGNAL_DEMO_SOURCE
 from avatar_app.cli import main
 from avatar_app.clip import clip_from_audio
 from avatar_app.player import Player
@@ -29,7 +29,7 @@ def probe(path) -> str:
 
 @pytest.fixture(scope="module")
 def demo_player():
-    player = Player(load_demo(), backend="cpu")
+    player = Player(SIGNAL_DEMO_SOURCE.load(), backend="cpu")  # the signal driver's mouth amplitudes
     player.view.width = player.view.height = 128
     player.clip = clip_from_audio(DEMO_AUDIO, player.driver, 30)
     return player
@@ -151,7 +151,7 @@ def test_weights_and_motion_drive_the_demo(tmp_path):
     speech[10:, model.speech_names.index("jaw_open")] = 1.0
     WeightSequence(fps=20.0, speech=speech, expression=np.zeros((20, len(model.expression_names)), np.float32),
                    speech_names=model.speech_names, expression_names=model.expression_names).save(tmp_path / "w.weights.npz")
-    assert main(["render", "--demo", "--weights", str(tmp_path / "w.weights.npz"), "--size", "64x64", "-q",
+    assert main(["render", "--demo", "--driver", "signal", "--weights", str(tmp_path / "w.weights.npz"), "--size", "64x64", "-q",
                  "-o", str(tmp_path / "w")]) == 0
     assert len(list((tmp_path / "w").glob("*.png"))) == 30           # 1 s at 30 fps
     frames = [iio.imread(tmp_path / "w" / f"frame_{i:05d}.png").astype(float) for i in (0, 29)]
