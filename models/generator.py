@@ -22,11 +22,12 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from models.audio import Audio, as_mono_float, fit_length, resample
+from models.audio import Audio, fit_length, resample
 from models.blendshapes import BlendshapeModel
 from models.checkpoint import CONFIG_FILE, load_checkpoint, restore, save_checkpoint
 from models.datasets import MeshSequence
 from models.errors import InputError
+from models.speech import speech_input
 from models.training import TrainingRun, train
 
 KIND = "speech-generator"
@@ -323,12 +324,7 @@ class LearnedDriver:
 
     def features(self, audio: np.ndarray, sample_rate: int, fps: float) -> torch.Tensor:
         """Front-end features [T, width], T = round(duration · fps); cache them per clip."""
-        if int(sample_rate) != sample_rate or sample_rate <= 0:
-            raise InputError(f"speech generator: sample rate {sample_rate} is not a positive integer")
-        if not np.isfinite(fps) or fps <= 0:
-            raise InputError(f"speech generator: fps {fps} is not a positive number")
-        samples = as_mono_float(audio, source="speech audio")
-        frames = int(round(len(samples) / sample_rate * fps))
+        samples, frames = speech_input(audio, sample_rate, fps, "speech generator")
         if frames == 0:
             return torch.zeros(0, self.generator.config.width)
         analysed = self.generator.analyse(Audio(samples, int(sample_rate)))

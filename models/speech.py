@@ -28,6 +28,16 @@ _ATTACK_S = 0.015  # the mouth opens quickly ...
 _RELEASE_S = 0.04  # ... and closes a little slower, so it does not chatter
 
 
+def speech_input(audio: np.ndarray, sample_rate: int, fps: float, who: str) -> tuple[np.ndarray, int]:
+    """Checked float mono samples and the clip's frame count T = round(duration · fps)."""
+    if int(sample_rate) != sample_rate or sample_rate <= 0:
+        raise InputError(f"{who}: sample rate {sample_rate} is not a positive integer")
+    if not np.isfinite(fps) or fps <= 0:
+        raise InputError(f"{who}: fps {fps} is not a positive number")
+    samples = as_mono_float(audio, source="speech audio")
+    return samples, int(round(len(samples) / sample_rate * fps))
+
+
 class SpeechDriver(Protocol):
     """Maps speech audio to weights of the named speech blendshapes."""
 
@@ -68,12 +78,7 @@ class SignalSpeechDriver:
 
     def weights(self, audio: np.ndarray, sample_rate: int, fps: float) -> np.ndarray:
         """[T, Ks] weights; the audio is analysed at 16 kHz whatever its rate."""
-        if int(sample_rate) != sample_rate or sample_rate <= 0:
-            raise InputError(f"speech driver: sample rate {sample_rate} is not a positive integer")
-        if not np.isfinite(fps) or fps <= 0:
-            raise InputError(f"speech driver: fps {fps} is not a positive number")
-        samples = as_mono_float(audio, source="speech audio")
-        frames = int(round(len(samples) / sample_rate * fps))
+        samples, frames = speech_input(audio, sample_rate, fps, "speech driver")
         out = np.zeros((frames, len(self.speech_names)), dtype=np.float32)
         if frames == 0:
             return out
