@@ -52,6 +52,7 @@ class LearnerConfig:
     basis_rate: float = 10.0  # the bases' learning rate relative to the encoders'
     window: int = 24  # frames per training window
     batch: int = 16  # windows per domain and step
+    initial: str = "domains"  # bases start at each domain's principal directions, or "random"
 
 
 class _Encoder(nn.Module):
@@ -141,6 +142,8 @@ def train_blendshapes(speech: Sequence[MeshSequence], expression: Sequence[MeshS
                       config: LearnerConfig, run: TrainingRun) -> BlendshapeLearner:
     """Learn B_A, B_E and the encoders from neutral talking and expression clips."""
     _check_domains(speech, expression, config.window)
+    if config.initial not in ("domains", "random"):
+        raise InputError(f"blendshape learner: initial {config.initial!r} is not 'domains' or 'random'")
     vertices = speech[0].vertices.shape[1]
     peak = np.zeros(vertices)
     for s in [*speech, *expression]:
@@ -150,10 +153,11 @@ def train_blendshapes(speech: Sequence[MeshSequence], expression: Sequence[MeshS
     principal, spread = _principal_subspace([*speech, *expression], moving, config)
     learner = BlendshapeLearner(config, moving, principal, spread, vertices)
     data = [[learner.coordinates(s.displacements) for s in group] for group in (speech, expression)]
-    with torch.no_grad():
-        start = _initial_bases(torch.cat(data[0]), torch.cat(data[1]), config)
-        learner.speech_raw.copy_(start[0])
-        learner.expression_raw.copy_(start[1])
+    if config.initial == "domains":  # otherwise the seeded random start stays
+        with torch.no_grad():
+            start = _initial_bases(torch.cat(data[0]), torch.cat(data[1]), config)
+            learner.speech_raw.copy_(start[0])
+            learner.expression_raw.copy_(start[1])
     encoders = [p for name, p in learner.named_parameters() if not name.endswith("_raw")]
     optimizer = torch.optim.Adam([  # the bases are few numbers that must travel far
         {"params": encoders, "scale": 1.0},

@@ -39,9 +39,10 @@ def corpora(planted):
     return make_corpus(planted, SMALL), make_corpus(planted, replace(SMALL, speech_clips=4, expression_repeats=1, seed=1))
 
 
-def learn(corpus, planted, sparsity, steps=1000):
+def learn(corpus, planted, sparsity, steps=1000, decoupling=LearnerConfig.decoupling):
     torch.set_num_threads(2)
-    config = LearnerConfig(expression_blendshapes=len(planted.expression_names), sparsity=sparsity)
+    config = LearnerConfig(expression_blendshapes=len(planted.expression_names), sparsity=sparsity,
+                           decoupling=decoupling)
     run = TrainingRun(kind="blendshape-learner", config={}, steps=steps, seed=0, progress=False)
     return train_blendshapes(corpus.speech, corpus.expression, config, run)
 
@@ -109,12 +110,13 @@ def cross_energy(learner, corpus):
     return cross / own
 
 
-def test_sparsity_constraint_keeps_the_domains_apart(learned, corpora, planted):
-    without = learn(corpora[0], planted, sparsity=0.0, steps=400)
-    with_constraint = cross_energy(learned, corpora[1])
-    without_constraint = cross_energy(without, corpora[1])
+def test_sparsity_constraint_keeps_the_domains_apart(corpora, planted):
+    """The constraint on its own (the decoupling term off in both runs), at equal steps; the
+    full ablation is benchmarks/sparsity_ablation.py."""
+    with_constraint = cross_energy(learn(corpora[0], planted, LearnerConfig.sparsity, decoupling=0.0), corpora[1])
+    without_constraint = cross_energy(learn(corpora[0], planted, 0.0, decoupling=0.0), corpora[1])
     print(f"held-out cross-domain energy: {with_constraint:.2e} with the constraint, {without_constraint:.2e} without")
-    assert with_constraint * 2 < without_constraint
+    assert with_constraint * 4 < without_constraint
 
 
 def test_learned_model_mapping_reproduces_each_blendshape(learned, corpora, planted):
