@@ -1,7 +1,7 @@
 """A loaded avatar: Gaussians, the FLAME rig they ride, its parameters and blendshapes."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
 
@@ -107,6 +107,25 @@ class AvatarSource:
 SIGNAL_DEMO_SOURCE = AvatarSource(DEMO_AVATAR, DEMO_FLAME, DEMO_BLENDSHAPES)  # hand-made model, signal driver
 LEARNED_DEMO_SOURCE = AvatarSource(DEMO_AVATAR, DEMO_FLAME, MODEL_DIR / GENERATOR_MODEL, MODEL_DIR)
 DEMO_SOURCE = LEARNED_DEMO_SOURCE  # the default: the shipped learned model
+DRIVERS = ("learned", "signal")
+
+
+def resolve_avatar_source(avatar: Optional[Path], flame: Optional[Path] = None, blendshapes: Optional[Path] = None,
+                          generator: Optional[Path] = None, driver: str = "learned") -> AvatarSource:
+    """What an avatar (None: the demo) is driven by. "learned": on the demo the shipped
+    generator, on an avatar the `generator` (whose own blendshape model is the default), or the
+    signal driver when no generator is given; "signal": on the demo the hand-made model."""
+    if driver not in DRIVERS:
+        raise InputError(f"driver {driver!r}: use one of {', '.join(DRIVERS)}")
+    generator = generator if driver == "learned" else None
+    if generator is not None and blendshapes is None:
+        blendshapes = generator / GENERATOR_MODEL
+    if avatar is None:
+        if driver == "signal":
+            return SIGNAL_DEMO_SOURCE
+        return replace(LEARNED_DEMO_SOURCE, blendshapes=blendshapes, generator=generator) if generator \
+            else LEARNED_DEMO_SOURCE
+    return AvatarSource(avatar, flame, blendshapes, generator)
 
 
 def load_demo() -> Avatar:

@@ -1,11 +1,10 @@
-"""The `avatar` command: render, app, info, build-demo."""
+"""The `avatar` command: render, app, info, build-demo, and the learning and study commands."""
 from __future__ import annotations
 
 import argparse
 import os
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -15,46 +14,18 @@ import models.errors
 import renderer.errors
 from assets import DEMO_AUDIO, DEMO_AVATAR, DEMO_DIR
 from models.emotion import parse_emotions
+from models.loudness import LoudnessTarget
 
-from .avatar import GENERATOR_MODEL, LEARNED_DEMO_SOURCE, SIGNAL_DEMO_SOURCE, Avatar, AvatarSource
+from .avatar import Avatar, AvatarSource, resolve_avatar_source
 from .clip import DEFAULT_FPS, ClipSource
 from .learn_cli import add_learning_commands
+from .options import parse_colour, parse_size
+from .stimuli.cli import add_stimulus_commands
 from .player import Player
 from .preset import load_preset
 from .video import check_video_size, is_video_path, write_mp4, write_png_folder
 
 USER_ERRORS = (models.errors.InputError, renderer.errors.InputError)
-NAMED_COLOURS = {"white": (1, 1, 1), "black": (0, 0, 0), "gray": (0.5, 0.5, 0.5),
-                 "grey": (0.5, 0.5, 0.5), "green": (0, 1, 0), "blue": (0, 0, 1)}
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise models.errors.InputError(f"--size {text}: expected WIDTHxHEIGHT, e.g. 512x512") from None
-    if not (16 <= w <= 8192 and 16 <= h <= 8192):
-        raise models.errors.InputError(f"--size {text}: width and height must be 16..8192")
-    return w, h
-
-
-def parse_colour(text: str) -> tuple[float, float, float]:
-    """white | black | gray | green | blue | #rrggbb | r,g,b (0..1)."""
-    t = text.strip().lower()
-    if t in NAMED_COLOURS:
-        return tuple(float(c) for c in NAMED_COLOURS[t])
-    try:
-        if t.startswith("#") and len(t) == 7:
-            return tuple(int(t[i:i + 2], 16) / 255 for i in (1, 3, 5))
-        rgb = tuple(float(v) for v in t.split(","))
-        if len(rgb) == 3 and all(0 <= c <= 1 for c in rgb):
-            return rgb
-    except ValueError:
-        pass
-    raise models.errors.InputError(f"--background {text}: use a name ({', '.join(NAMED_COLOURS)}), "
-                                   "#rrggbb or r,g,b in 0..1")
-
-
 def add_avatar_arguments(p: argparse.ArgumentParser, required: bool = True) -> None:
     src = p.add_mutually_exclusive_group(required=required)
     src.add_argument("--demo", action="store_true", help="the embedded demo head" + ("" if required else " (the default)"))
@@ -78,26 +49,18 @@ def add_performance_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--speech-gain", type=float, help="speech strength (default 1, or the preset's)")
     p.add_argument("--expression-gain", type=float, help="expression strength (default 1, or the preset's)")
     p.add_argument("--fps", type=float, default=DEFAULT_FPS)
+    p.add_argument("--start", type=float, default=0.0, metavar="SECONDS", help="start this far into the audio, weights or motion")
     p.add_argument("--duration", type=float, metavar="SECONDS", help="trim (or, for a still clip, set) the length")
+    p.add_argument("--loudness", metavar="TARGET",
+                   help="bring the audio to a loudness first: --loudness=-23LUFS (BS.1770) or --loudness=-20dBFS (RMS)")
 
 
 def avatar_source(args: argparse.Namespace) -> AvatarSource:
-    """--demo (also the default when no --avatar is given) or --avatar with --flame/--blendshapes,
-    driven by --driver: on the demo the shipped generator, or the hand-made model with the
-    signal driver; on an avatar the --generator (whose own blendshape model is the default), or
-    the signal driver when no generator is given."""
-    learned = args.driver == "learned"
-    generator = Path(args.generator) if args.generator and learned else None
-    if args.demo or not args.avatar:
-        if not learned:
-            return SIGNAL_DEMO_SOURCE
-        return replace(LEARNED_DEMO_SOURCE, blendshapes=generator / GENERATOR_MODEL, generator=generator) \
-            if generator else LEARNED_DEMO_SOURCE
-    flame = Path(args.flame) if args.flame else None
-    blendshapes = Path(args.blendshapes) if args.blendshapes else None
-    if generator and blendshapes is None:
-        blendshapes = generator / GENERATOR_MODEL
-    return AvatarSource(Path(args.avatar), flame, blendshapes, generator)
+    """The avatar and driver that --demo/--avatar, --flame, --blendshapes, --driver and
+    --generator name (see `resolve_avatar_source`)."""
+    demo = args.demo or not args.avatar
+    return resolve_avatar_source(None if demo else Path(args.avatar), *(Path(v) if v else None for v in (
+        args.flame, args.blendshapes, args.generator)), driver=args.driver)
 
 
 def apply_performance(args: argparse.Namespace, player: Player) -> None:
@@ -121,7 +84,8 @@ def clip_source(args: argparse.Namespace, avatar: Avatar, demo: bool) -> ClipSou
             paths["audio"] = DEMO_AUDIO
         elif own is not None and own.num_frames > 1:  # replay the avatar's tracked sequence
             paths["motion"] = Path(avatar.source).parent / "flame_param.npz"
-    return ClipSource(**paths, duration=args.duration)
+    loudness = LoudnessTarget.parse(args.loudness) if args.loudness else None
+    return ClipSource(**paths, duration=args.duration, start=args.start, loudness=loudness)
 
 
 def cmd_render(args: argparse.Namespace) -> int:
@@ -212,6 +176,7 @@ def make_parser() -> argparse.ArgumentParser:
     i.set_defaults(run=cmd_info)
 
     add_learning_commands(sub)
+    add_stimulus_commands(sub)
 
     b = sub.add_parser("build-demo", help="regenerate the embedded demo assets")
     b.add_argument("--out", default=str(DEMO_DIR))

@@ -13,6 +13,7 @@ from models.blendshapes import BlendshapeModel, WeightSequence
 from models.errors import InputError
 from models.flame import FlameParams, load_flame_params
 from models.generator import LearnedDriver
+from models.loudness import LoudnessTarget, Normalisation, normalise
 from models.speech import SpeechDriver
 
 DEFAULT_FPS = 30.0
@@ -33,6 +34,7 @@ class Clip:
     expression: Optional[np.ndarray] = None
     motion: Optional[FlameParams] = None
     features: Optional[torch.Tensor] = None  # a learned generator's audio features [T, F]
+    loudness: Optional[Normalisation] = None  # what loudness normalisation did to the audio
 
     @property
     def duration(self) -> float:
@@ -51,26 +53,26 @@ def _check_timing(fps: float, duration: Optional[float]) -> None:
         raise InputError(f"--duration {duration}: must be a positive number of seconds")
 
 
-def _resample_rows(values: np.ndarray, src_fps: float, fps: float, frames: int) -> np.ndarray:
-    """Linear interpolation of per-frame rows onto another frame rate."""
+def _resample_rows(values: np.ndarray, src_fps: float, fps: float, frames: int, start: float = 0.0) -> np.ndarray:
+    """Linear interpolation of per-frame rows onto another frame rate, from `start` seconds."""
     if len(values) == 0:
         return np.zeros((frames, values.shape[1]), np.float32)
     t_src = np.arange(len(values)) / src_fps
-    t = np.arange(frames) / fps
+    t = start + np.arange(frames) / fps
     return np.stack([np.interp(t, t_src, values[:, k]) for k in range(values.shape[1])], -1).astype(np.float32)
 
 
-def with_soundtrack(clip: Clip, audio_path: Optional[str | Path]) -> Clip:
+def with_soundtrack(clip: Clip, audio: Optional[Audio]) -> Clip:
     """Attach audio trimmed/padded to the clip's exact duration."""
-    if audio_path is not None:
-        clip.audio = fit_length(load_wav(audio_path), clip.duration)
+    if audio is not None:
+        clip.audio = fit_length(audio, clip.duration)
     return clip
 
 
-def clip_from_audio(audio_path: str | Path, driver: SpeechDriver, fps: float = DEFAULT_FPS,
+def clip_from_audio(audio: Audio | str | Path, driver: SpeechDriver, fps: float = DEFAULT_FPS,
                     duration: Optional[float] = None) -> Clip:
     _check_timing(fps, duration)
-    audio = load_wav(audio_path)
+    audio = audio if isinstance(audio, Audio) else load_wav(audio)
     frames = frame_count(duration if duration is not None else audio.duration, fps)
     audio = fit_length(audio, frames / fps)
     if isinstance(driver, LearnedDriver):  # speech and expression come from it at play time
@@ -80,21 +82,26 @@ def clip_from_audio(audio_path: str | Path, driver: SpeechDriver, fps: float = D
 
 
 def clip_from_weights(path: str | Path, model: BlendshapeModel, fps: float = DEFAULT_FPS,
-                      duration: Optional[float] = None) -> Clip:
+                      duration: Optional[float] = None, start: float = 0.0) -> Clip:
     _check_timing(fps, duration)
     seq = WeightSequence.load(path)
     seq.check_against(model)
-    frames = frame_count(duration if duration is not None else len(seq.speech) / float(seq.fps), fps)
-    return Clip(fps, frames, speech=_resample_rows(seq.speech, float(seq.fps), fps, frames),
-                expression=_resample_rows(seq.expression, float(seq.fps), fps, frames))
+    length = len(seq.speech) / float(seq.fps)
+    frames = frame_count(duration if duration is not None else length - start, fps)
+    return Clip(fps, frames, speech=_resample_rows(seq.speech, float(seq.fps), fps, frames, start),
+                expression=_resample_rows(seq.expression, float(seq.fps), fps, frames, start))
 
 
-def clip_from_motion(path: str | Path, fps: float = DEFAULT_FPS, duration: Optional[float] = None) -> Clip:
-    """Motion frames are played one per output frame."""
+def clip_from_motion(path: str | Path, fps: float = DEFAULT_FPS, duration: Optional[float] = None,
+                     start: float = 0.0) -> Clip:
+    """Motion frames are played one per output frame, from frame round(start·fps)."""
     _check_timing(fps, duration)
     motion = load_flame_params(path)
-    frames = motion.num_frames if duration is None else min(motion.num_frames, frame_count(duration, fps))
-    return Clip(fps, frames, motion=motion.slice(0, frames))
+    first = min(frame_count(start, fps), motion.num_frames)
+    frames = motion.num_frames - first
+    if duration is not None:
+        frames = min(frames, frame_count(duration, fps))
+    return Clip(fps, frames, motion=motion.slice(first, first + frames))
 
 
 def still_clip(duration: float, fps: float = DEFAULT_FPS) -> Clip:
@@ -106,25 +113,77 @@ def still_clip(duration: float, fps: float = DEFAULT_FPS) -> Clip:
 class ClipSource:
     """Where a clip comes from, kept so it can be rebuilt at another frame rate (an export at
     a chosen fps) or after the avatar changes. `audio` drives the speech unless `weights` or
-    `motion` do; then it is their soundtrack. No source at all is a still clip."""
+    `motion` do; then it is their soundtrack. No source at all is a still clip. `start` and
+    `duration` (seconds) cut a segment out of the source, the audio in step; `loudness`
+    brings that audio segment to a target level before it drives the face or is heard."""
 
     audio: Optional[Path] = None
     weights: Optional[Path] = None
     motion: Optional[Path] = None
     duration: Optional[float] = None
+    start: float = 0.0
+    loudness: Optional[LoudnessTarget] = None
+
+    def source_length(self, fps: float = DEFAULT_FPS) -> Optional[float]:
+        """Seconds of what drives the clip (weights, motion played at `fps`, else audio); None
+        for a still."""
+        if self.weights:
+            seq = WeightSequence.load(self.weights)
+            return len(seq.speech) / float(seq.fps)
+        if self.motion:
+            return load_flame_params(self.motion).num_frames / fps
+        return load_wav(self.audio).duration if self.audio else None
+
+    def check_trim(self, fps: float = DEFAULT_FPS) -> None:
+        """Reject a segment that does not lie inside the source."""
+        if not (np.isfinite(self.start) and self.start >= 0):
+            raise InputError(f"start {self.start}: must be a number of seconds >= 0")
+        if self.duration is not None and not (np.isfinite(self.duration) and self.duration > 0):
+            raise InputError(f"the segment from {self.start:g} s has length {self.duration}: it must be positive")
+        length = self.source_length(fps)
+        if length is None:
+            if self.duration is None:
+                raise InputError("a still clip (no audio, weights or motion) needs a length")
+            return
+        end = self.start + (self.duration or 0.0)
+        if self.start >= length or end > length + 1e-6:
+            raise InputError(f"the segment {self.start:g}..{end if self.duration else length:g} s does not lie "
+                             f"inside the source, which is {length:g} s long")
+
+    def soundtrack(self) -> tuple[Optional[Audio], Optional[Normalisation]]:
+        """The audio segment, loudness-normalised when a target is set."""
+        if not self.audio:
+            return None, None
+        audio = load_wav(self.audio)
+        first = min(int(round(self.start * audio.sample_rate)), len(audio.samples))
+        last = len(audio.samples) if self.duration is None else first + int(round(self.duration * audio.sample_rate))
+        audio = Audio(audio.samples[first:last], audio.sample_rate)
+        if self.loudness is None or not len(audio.samples):
+            return audio, None
+        return normalise(audio, self.loudness)
 
     def build(self, driver: Optional[SpeechDriver], blendshapes: Optional[BlendshapeModel],
               fps: float = DEFAULT_FPS) -> Clip:
         needs_blendshapes = self.weights or (self.audio and not self.motion)
         if needs_blendshapes and (blendshapes is None or driver is None):
             raise InputError("driving from audio or weights needs a blendshape model (--blendshapes FILE)")
+        if not (np.isfinite(self.start) and self.start >= 0):
+            raise InputError(f"--start {self.start}: must be a number of seconds >= 0")
+        audio, level = self.soundtrack()
         if self.weights:
-            return with_soundtrack(clip_from_weights(self.weights, blendshapes, fps, self.duration), self.audio)
-        if self.motion:
-            return with_soundtrack(clip_from_motion(self.motion, fps, self.duration), self.audio)
-        if self.audio:
-            return clip_from_audio(self.audio, driver, fps, self.duration)
-        return still_clip(self.duration or STILL_SECONDS, fps)
+            clip = with_soundtrack(clip_from_weights(self.weights, blendshapes, fps, self.duration, self.start), audio)
+        elif self.motion:
+            clip = with_soundtrack(clip_from_motion(self.motion, fps, self.duration, self.start), audio)
+        elif audio is not None and len(audio.samples):
+            clip = clip_from_audio(audio, driver, fps, self.duration)
+        elif audio is None:
+            clip = still_clip(self.duration or STILL_SECONDS, fps)
+        else:
+            clip = Clip(fps, 0)
+        if clip.num_frames < 1:
+            raise InputError(f"{self.describe()}: no frames left after starting at {self.start:g} s")
+        clip.loudness = level
+        return clip
 
     def describe(self) -> str:
         if self.weights or self.motion:

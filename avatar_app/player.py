@@ -26,6 +26,15 @@ from .avatar import Avatar
 from .clip import Clip, still_clip
 
 
+VIEW_PRESETS = {  # name: (yaw, pitch) in degrees; yaw > 0 looks from the subject's left
+    "Front": (0.0, 0.0),
+    "Three-quarter left": (35.0, 0.0),
+    "Three-quarter right": (-35.0, 0.0),
+    "Profile left": (90.0, 0.0),
+    "Profile right": (-90.0, 0.0),
+}
+
+
 @dataclass
 class View:
     """Camera and image settings. distance None → auto-framed."""
@@ -164,12 +173,12 @@ class Player:
         result is kept, shared with snapshots: a slider move reruns only the decoder."""
         clip, bs = self.clip, self.avatar.blendshapes
         intensities = self.performance.intensities(np.arange(clip.num_frames) / clip.fps, bs.emotion_names)
-        key = (id(clip.features), intensities.tobytes())
         cached = self._generated_cache.get("last")  # one read: other threads may replace it
-        if cached is not None and cached[0] == key:
-            return cached[1]
+        # the features themselves are kept in the entry: an id() could be reused by new ones
+        if cached is not None and cached[0] is clip.features and cached[1] == intensities.tobytes():
+            return cached[2]
         value = self.driver.generate(clip.features, intensities)
-        self._generated_cache["last"] = (key, value)
+        self._generated_cache["last"] = (clip.features, intensities.tobytes(), value)
         return value
 
     def weight_sequence(self) -> WeightSequence:

@@ -20,7 +20,7 @@ from models.errors import InputError
 
 from ..avatar import AvatarSource
 from ..clip import DEFAULT_FPS, ClipSource
-from ..player import Player
+from ..player import VIEW_PRESETS, Player
 from . import viewport as view_controls
 from .curves import CurvePanel, curve_data
 from .emotion_panel import EmotionPanel
@@ -29,7 +29,7 @@ from .playback import PlaybackClock
 from .render_worker import RenderRequest, RenderResult, RenderWorker
 from .tasks import Task
 from .transport import TransportBar
-from .viewport import PRESETS, Viewport
+from .viewport import Viewport
 
 PREVIEW_SIDE = 256        # CPU: long side of the image while the user interacts or plays
 FULL_SIDE = {"cpu": 1024, "gsplat": 2048}
@@ -127,7 +127,7 @@ class MainWindow(QMainWindow):
         self.add_action(play, "Delete emotion key at playhead", self.delete_key, QKeySequence.Delete)
 
         view = bar.addMenu("&View")
-        for name, (yaw, pitch) in PRESETS.items():
+        for name, (yaw, pitch) in VIEW_PRESETS.items():
             self.add_action(view, name, lambda y=yaw, p=pitch: self.set_view_angles(y, p))
         self.add_action(view, "Reset view", self.reset_view, "R")
         view.addSeparator()

@@ -16,13 +16,6 @@ from ..player import View
 
 DEGREES_PER_PIXEL = 0.3
 ZOOM_PER_NOTCH = 0.9          # distance factor per wheel notch (120 units)
-PRESETS = {                   # name: (yaw, pitch); yaw > 0 looks from the subject's left
-    "Front": (0.0, 0.0),
-    "Three-quarter left": (35.0, 0.0),
-    "Three-quarter right": (-35.0, 0.0),
-    "Profile left": (90.0, 0.0),
-    "Profile right": (-90.0, 0.0),
-}
 
 
 def orbit(view: View, dx: float, dy: float) -> None:

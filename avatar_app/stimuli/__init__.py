@@ -1,0 +1,1 @@
+"""Perceptual-study stimuli: design files, batch rendering, manifests and trial lists."""

@@ -1,0 +1,285 @@
+"""Making a whole design: skip what is already made, make the rest (on several processes if
+asked), and write the manifest.
+
+Each finished stimulus leaves a record in `<out>/.avatar-stimuli/<id>.json` (written after its
+files, atomically): its key (a hash of every resolved parameter, every input file's SHA-256,
+the requested outputs, the backend and the software version) and its outputs' hashes. A rerun
+skips a stimulus whose key is unchanged and whose files still hash as recorded, and makes the
+rest; a killed run leaves only temporary files (removed by the next run), never a partial file
+under a final name. The manifest is assembled from the records in design order.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import csv
+import hashlib
+import io
+import json
+import math
+import multiprocessing
+import os
+import platform
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from tqdm import tqdm
+
+from models.checkpoint import CONFIG_FILE, WEIGHTS_FILE
+from models.errors import InputError
+from models.files import atomic_write
+from renderer.errors import InputError as RendererInputError
+from renderer.render import resolve_backend
+
+from ..avatar import find_point_cloud
+from .design import COLUMNS
+from .render import Outputs, Players, make_stimulus
+from .resolve import Stimulus
+
+STATE = ".avatar-stimuli"
+MANIFEST_FORMAT = "talking-head-studio stimulus manifest"
+MANIFEST_VERSION = 1
+_RESOLVED = ("emotion_mix", "yaw", "pitch", "distance", "width", "height", "background_hex", "driver_used",
+             "loudness_target", "loudness_in", "gain_db", "loudness_out", "clipped_samples", "frames", "duration",
+             "apex_frame", "frames_sha256")
+
+
+def software() -> dict[str, str]:
+    """What made the files: this program's version and the libraries that shape the pixels."""
+    try:
+        version = metadata.version("talking-head-studio")
+    except metadata.PackageNotFoundError:
+        version = "unknown (not installed)"
+    return {"talking-head-studio": version, "torch": torch.__version__, "python": platform.python_version()}
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class FileHashes:
+    """SHA-256 of input files, each read once per run."""
+
+    def __init__(self) -> None:
+        self.known: dict[Path, str] = {}
+
+    def of(self, path: Path) -> str:
+        path = path.resolve()
+        if path not in self.known:
+            self.known[path] = sha256_file(path)
+        return self.known[path]
+
+
+def input_files(stimulus: Stimulus) -> dict[str, Path]:
+    """Every file a stimulus is made from, by role."""
+    source, clip = stimulus.avatar, stimulus.clip
+    ply = find_point_cloud(source.avatar)
+    files = {"point_cloud": ply, "flame_param": ply.parent / "flame_param.npz", "flame": source.flame,
+             "blendshapes": source.blendshapes, "audio": clip.audio, "weights": clip.weights, "motion": clip.motion}
+    if source.generator is not None:
+        files["generator_config"] = source.generator / CONFIG_FILE
+        files["generator_weights"] = source.generator / WEIGHTS_FILE
+    return {role: path for role, path in files.items() if path is not None and Path(path).is_file()}
+
+
+@dataclass
+class Plan:
+    """A stimulus with its inputs' hashes and its key."""
+
+    stimulus: Stimulus
+    inputs: dict[str, dict[str, str]]
+    key: str
+
+
+@dataclass
+class BatchResult:
+    records: list[dict[str, Any]] = field(default_factory=list)  # design order; failures included
+    made: int = 0
+    skipped: int = 0
+    frames: int = 0  # of the stimuli made in this run
+
+    @property
+    def failed(self) -> list[dict[str, Any]]:
+        return [r for r in self.records if r["status"] != "ok"]
+
+
+def plan(stimulus: Stimulus, hashes: FileHashes, outputs: Outputs, backend: str) -> Plan:
+    inputs = {role: {"path": str(path), "sha256": hashes.of(path)} for role, path in input_files(stimulus).items()}
+    identity = {"parameters": stimulus.parameters(), "inputs": {r: v["sha256"] for r, v in inputs.items()},
+                "outputs": sorted(outputs.files(stimulus.id)), "backend": backend, "software": software()}
+    key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+    return Plan(stimulus, inputs, key)
+
+
+def _record_path(folder: Path, stimulus_id: str) -> Path:
+    return folder / STATE / f"{stimulus_id}.json"
+
+
+def _finished(folder: Path, p: Plan) -> Optional[dict[str, Any]]:
+    """The stimulus' record if its key matches and its files are there as recorded."""
+    try:
+        record = json.loads(_record_path(folder, p.stimulus.id).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if record.get("key") != p.key:
+        return None
+    for output in record.get("outputs", {}).values():
+        path = folder / output["file"]
+        if not path.is_file() or sha256_file(path) != output["sha256"]:
+            return None
+    return record
+
+
+def _remove_temporaries(folder: Path) -> None:
+    """Temporary files a killed run left behind (ours: hidden, `.partial` or `.tmp`)."""
+    for directory in (folder, folder / STATE):
+        for path in directory.glob(".*"):
+            if path.is_file() and (".partial" in path.name or path.name.endswith(".tmp")):
+                path.unlink()
+
+
+# ---- the work of one process ---------------------------------------------------------------
+_players: Optional[Players] = None
+
+
+def _start_worker(backend: str, threads: int) -> None:
+    global _players
+    if threads:
+        torch.set_num_threads(threads)
+    _players = Players(backend)
+
+
+def _make(p: Plan, folder: Path, outputs: Outputs) -> dict[str, Any]:
+    """Make one stimulus; a failure is returned as a reason, not raised."""
+    stimulus = p.stimulus
+    try:
+        facts = make_stimulus(stimulus, folder, outputs, _players)
+    except (InputError, RendererInputError) as err:
+        return {"id": stimulus.id, "status": "failed", "error": str(err)}
+    except Exception as err:  # noqa: BLE001 - a failing row must not stop the others
+        return {"id": stimulus.id, "status": "failed", "error": f"{type(err).__name__}: {err}"}
+    files = outputs.files(stimulus.id)
+    return {"id": stimulus.id, "status": "ok", **facts,
+            "outputs": {kind: {"file": name, "sha256": sha256_file(folder / name)} for kind, name in files.items()},
+            "rendered_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def _finite(value: Any) -> Any:
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def _full_record(p: Plan, made: dict[str, Any], backend: str) -> dict[str, Any]:
+    made = {k: _finite(v) for k, v in made.items()}
+    return {"id": p.stimulus.id, "status": made.pop("status"), "error": made.pop("error", None), "key": p.key,
+            "levels": p.stimulus.levels, "parameters": p.stimulus.parameters(), "inputs": p.inputs,
+            "backend": backend, "software": software(), **made}
+
+
+def run_batch(stimuli: list[Stimulus], folder: Path, outputs: Outputs, backend: str = "auto", workers: int = 1,
+              progress: bool = True, design: Optional[Path] = None) -> BatchResult:
+    """Make every stimulus not already made in `folder`, then write the manifest there
+    (naming the `design` file and its hash)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / STATE).mkdir(exist_ok=True)
+    _remove_temporaries(folder)
+    backend = resolve_backend(backend)
+    hashes = FileHashes()
+    plans = [plan(s, hashes, outputs, backend) for s in stimuli]
+    result = BatchResult()
+    records: dict[str, dict[str, Any]] = {}
+    pending = []
+    for p in plans:
+        record = _finished(folder, p)
+        if record is None:
+            pending.append(p)
+        else:
+            records[p.stimulus.id] = record
+    result.skipped = len(plans) - len(pending)
+    if progress and result.skipped:
+        print(f"{result.skipped} of {len(plans)} stimuli are already made and unchanged: skipped")
+    bar = tqdm(total=len(pending), unit="stimulus", desc="stimuli", disable=not progress)
+    failures = 0
+
+    def finish(p: Plan, made: dict[str, Any]) -> None:
+        nonlocal failures
+        record = records[p.stimulus.id] = _full_record(p, made, backend)
+        if record["status"] == "ok":
+            result.made += 1
+            result.frames += record["frames"]
+            text = json.dumps(record, indent=1) + "\n"
+            atomic_write(_record_path(folder, p.stimulus.id), lambda h: h.write(text.encode("utf-8")))
+        else:
+            failures += 1
+            bar.write(f"{p.stimulus.id} (row {p.stimulus.row}): failed: {record['error']}")
+            bar.set_postfix(failed=failures)
+        bar.update()
+
+    try:
+        if workers <= 1 or len(pending) <= 1:
+            _start_worker(backend, 0)
+            for p in pending:
+                finish(p, _make(p, folder, outputs))
+        else:
+            _in_processes(pending, folder, outputs, backend, workers, finish)
+    finally:
+        bar.close()
+    result.records = [records[s.id] for s in stimuli]
+    about = {"path": str(design), "sha256": sha256_file(design)} if design is not None else None
+    write_manifest(folder, result.records, backend, about)
+    return result
+
+
+def _in_processes(pending: list[Plan], folder: Path, outputs: Outputs, backend: str, workers: int, finish) -> None:
+    """Several local processes (spawned: a forked torch can hang), the cores shared out."""
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    pool = concurrent.futures.ProcessPoolExecutor(workers, multiprocessing.get_context("spawn"),
+                                                  initializer=_start_worker, initargs=(backend, threads))
+    try:
+        futures = {pool.submit(_make, p, folder, outputs): p for p in pending}
+        for future in concurrent.futures.as_completed(futures):
+            finish(futures[future], future.result())
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+
+
+def _csv_row(record: dict[str, Any]) -> dict[str, Any]:
+    parameters = record.get("parameters", {})
+    row = {"id": record["id"], "status": record["status"], "error": record.get("error") or ""}
+    outputs = record.get("outputs", {})
+    for kind in ("mp4", "png", "weights_csv"):
+        row[kind] = outputs.get(kind, {}).get("file", "")
+    row.update({c: record.get("levels", {}).get(c, "") for c in COLUMNS if c != "id"})
+    resolved = {**parameters, **record, "background_hex": parameters.get("background"),
+                "driver_used": parameters.get("driver")}
+    row.update({c: "" if resolved.get(c) is None else resolved[c] for c in _RESOLVED})
+    for kind in ("mp4", "png", "weights_csv"):
+        row[f"{kind}_sha256"] = outputs.get(kind, {}).get("sha256", "")
+    row["inputs_sha256"] = ";".join(f"{role}={v['sha256']}" for role, v in record.get("inputs", {}).items())
+    row["software"] = ";".join(f"{k}={v}" for k, v in record.get("software", {}).items())
+    row["backend"] = record.get("backend", "")
+    row["rendered_at"] = record.get("rendered_at", "")
+    return row
+
+
+def write_manifest(folder: Path, records: list[dict[str, Any]], backend: str,
+                   design: Optional[dict[str, str]] = None) -> None:
+    """manifest.json (everything, nested) and manifest.csv (one flat row per stimulus)."""
+    document = {"format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "software": software(),
+                "backend": backend, "design": design, "stimuli": [{k: v for k, v in r.items() if k != "key"} for r in records]}
+    text = json.dumps(document, indent=1) + "\n"
+    atomic_write(folder / "manifest.json", lambda h: h.write(text.encode("utf-8")))
+    rows = [_csv_row(r) for r in records]
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]) if rows else ["id"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write(folder / "manifest.csv", lambda h: h.write(out.getvalue().encode("utf-8")))

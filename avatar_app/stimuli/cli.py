@@ -1,0 +1,105 @@
+"""The study commands: `avatar stimuli` (a design in, clips and a manifest out) and
+`avatar trials` (a manifest in, one trial list per participant out)."""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from models.errors import InputError
+from models.loudness import LoudnessTarget
+
+from .batch import run_batch
+from .design import COLUMNS, Design, expand_factorial, merged_defaults, parse_assignments, read_design, write_design
+from .resolve import resolve
+from .render import Outputs
+from .trials import factor_levels, read_manifest, trial_lists, varying_factors, williams_square, write_trial_lists
+
+EXPANDED_DESIGN = "design.csv"
+
+
+def cmd_stimuli(args: argparse.Namespace) -> int:
+    if args.design is None and not args.factorial:
+        raise InputError("give a design file, --factorial, or both")
+    if args.workers < 1:
+        raise InputError(f"--workers {args.workers}: must be at least 1")
+    design = read_design(args.design) if args.design else Design(Path.cwd())
+    command_line = parse_assignments(args.set, "--set")
+    if args.factorial:
+        design = expand_factorial(design, args.factorial)
+    loudness = None if args.loudness.strip().lower() == "off" else LoudnessTarget.parse(args.loudness)
+    stimuli = resolve(design, merged_defaults(design, command_line), loudness)
+    output = Path(args.output)
+    design_file = Path(args.design) if args.design else None
+    if args.factorial:
+        output.mkdir(parents=True, exist_ok=True)
+        design_file = output / EXPANDED_DESIGN
+        write_design(design, {**design.defaults, **command_line}, design_file)
+        print(f"wrote the expanded design ({len(stimuli)} rows) to {design_file}")
+    if args.check:
+        print(f"{len(stimuli)} stimuli; the design has no problems")
+        return 0
+    started = time.perf_counter()
+    result = run_batch(stimuli, output, Outputs(args.png, args.weights_csv), backend=args.backend,
+                       workers=args.workers, progress=not args.quiet, design=design_file)
+    seconds = time.perf_counter() - started
+    frames = result.frames
+    print(f"{output}: {result.made} made, {result.skipped} skipped, {len(result.failed)} failed "
+          f"in {seconds:.1f} s ({result.made / max(seconds, 1e-9) * 60:.1f} stimuli/min, "
+          f"{frames / max(seconds, 1e-9):.1f} frames/s); manifest.csv and manifest.json written")
+    clipped = [r for r in result.records if r.get("clipped_samples")]
+    for r in clipped:
+        print(f"warning: {r['id']}: {r['clipped_samples']} audio samples clipped at full scale after a gain of "
+              f"{r['gain_db']:+.1f} dB to reach {r['parameters']['loudness_target']}")
+    for r in result.failed:
+        print(f"failed: {r['id']}: {r['error']}")
+    return 1 if result.failed else 0
+
+
+def cmd_trials(args: argparse.Namespace) -> int:
+    stimuli = read_manifest(args.manifest)
+    lists = trial_lists(stimuli, args.participants, args.seed, args.latin_square, args.repeats)
+    factors = varying_factors(stimuli)
+    folder = Path(args.output) if args.output else Path(args.manifest).parent / "trials"
+    paths = write_trial_lists(lists, folder, factors)
+    print(f"wrote {len(paths)} trial lists of {len(lists[0])} trials to {folder} "
+          f"(factors: {', '.join(factors) or 'none'})")
+    if args.latin_square:
+        cycle = len(williams_square(len(factor_levels(stimuli, args.latin_square))))
+        if args.participants % cycle:
+            print(f"warning: the Latin square over '{args.latin_square}' balances block order over every {cycle} "
+                  f"participants; {args.participants} is not a multiple of {cycle}")
+    return 0
+
+
+def add_stimulus_commands(sub: argparse._SubParsersAction) -> None:
+    s = sub.add_parser("stimuli", help="make a set of study stimuli from a design file (CSV or YAML)",
+                       description="One MP4 per design row (and optionally its apex PNG and weights CSV), "
+                                   "manifest.csv and manifest.json. Columns: " + ", ".join(COLUMNS) + ".")
+    s.add_argument("design", nargs="?", help="design.csv or design.yaml (optional with --factorial)")
+    s.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder")
+    s.add_argument("--set", nargs="+", default=[], metavar="COLUMN=VALUE",
+                   help="defaults for columns (override the design's header block)")
+    s.add_argument("--factorial", nargs="+", metavar="COLUMN=A,B",
+                   help="cross every row with every combination of these levels, e.g. emotion=happy,sad "
+                        "intensity=0.5,1 audio=a.wav,b.wav")
+    s.add_argument("--loudness", default="-23LUFS",
+                   help="bring every clip's audio to this level: -23LUFS (BS.1770, default), -20dBFS (RMS) or off; "
+                        "write --loudness=-20dBFS")
+    s.add_argument("--png", action="store_true", help="also write a PNG of each clip's apex frame")
+    s.add_argument("--weights-csv", action="store_true", help="also write each clip's weights as CSV")
+    s.add_argument("--workers", type=int, default=1, help="local processes rendering in parallel")
+    s.add_argument("--backend", default="auto", choices=("auto", "cpu", "gsplat"))
+    s.add_argument("--check", action="store_true", help="check the design and stop")
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(run=cmd_stimuli)
+
+    t = sub.add_parser("trials", help="randomized, counterbalanced trial lists from a stimulus manifest")
+    t.add_argument("manifest", help="manifest.json or manifest.csv written by `avatar stimuli`")
+    t.add_argument("--participants", type=int, required=True)
+    t.add_argument("--seed", type=int, required=True)
+    t.add_argument("--latin-square", metavar="FACTOR",
+                   help="present the levels of this design column in blocks whose order follows a balanced Latin square")
+    t.add_argument("--repeats", type=int, default=1, help="times each participant sees each stimulus")
+    t.add_argument("-o", "--output", metavar="DIR", help="folder for the lists (default: trials/ beside the manifest)")
+    t.set_defaults(run=cmd_trials)

@@ -1,0 +1,285 @@
+"""Checking a design before anything is rendered, and turning its rows into stimuli.
+
+Every problem of every row is collected (unknown columns, unknown emotions, missing files,
+duplicate ids, impossible trims, bad values) and reported together with the row it is in.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from models.blendshapes import BlendshapeModel, WeightSequence
+from models.emotion import check_emotions, parse_emotions
+from models.errors import InputError
+from models.loudness import LoudnessTarget
+
+from ..avatar import AvatarSource, resolve_avatar_source
+from ..clip import ClipSource
+from ..options import parse_colour, parse_size
+from ..player import VIEW_PRESETS, Performance, View
+from ..video import check_video_size
+from .design import Design, DesignRow
+
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_VIEWS = {re.sub(r"[\s_-]+", " ", name.lower()): angles for name, angles in VIEW_PRESETS.items()}
+
+
+class DesignError(InputError):
+    """Everything wrong with a design, one problem per line."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(f"the design has {len(problems)} problem{'s' * (len(problems) != 1)}:\n  "
+                         + "\n  ".join(problems))
+
+
+@dataclass(frozen=True)
+class Stimulus:
+    """One clip to make, fully resolved. `levels` are the row's values as written (after
+    defaults): the factor levels the manifest and trial lists show."""
+
+    id: str
+    row: int
+    avatar: AvatarSource
+    clip: ClipSource
+    emotions: dict[str, float]
+    view: View
+    fps: float
+    lead_in: float
+    lead_out: float
+    speech_gain: float
+    expression_gain: float
+    seed: int
+    levels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def performance(self) -> Performance:
+        return Performance(emotions=dict(self.emotions), speech_gain=self.speech_gain,
+                           expression_gain=self.expression_gain)
+
+    def parameters(self) -> dict[str, Any]:
+        """Every resolved setting, JSON-able (paths as text)."""
+        view = asdict(self.view)
+        return {
+            "id": self.id,
+            "avatar": _path_text(self.avatar.avatar), "flame": _path_text(self.avatar.flame),
+            "blendshapes": _path_text(self.avatar.blendshapes), "generator": _path_text(self.avatar.generator),
+            "driver": "learned" if self.avatar.generator else "signal",
+            "audio": _path_text(self.clip.audio), "weights": _path_text(self.clip.weights),
+            "motion": _path_text(self.clip.motion), "start": self.clip.start,
+            "end": None if self.clip.duration is None else self.clip.start + self.clip.duration,
+            "loudness_target": str(self.clip.loudness) if self.clip.loudness else None,
+            "emotion_mix": ";".join(f"{k}={v:g}" for k, v in self.emotions.items()),
+            "yaw": view["yaw"], "pitch": view["pitch"], "distance": view["distance"],
+            "width": view["width"], "height": view["height"], "fps": self.fps,
+            "background": "#" + "".join(f"{round(c * 255):02x}" for c in view["background"]),
+            "lead_in": self.lead_in, "lead_out": self.lead_out, "speech_gain": self.speech_gain,
+            "expression_gain": self.expression_gain, "seed": self.seed,
+        }
+
+
+def _path_text(path: Optional[Path]) -> Optional[str]:
+    return None if path is None else str(path)
+
+
+def _number(text: str, low: float, high: float) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise InputError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and low <= value <= high):
+        raise InputError(f"{text} is outside {low:g}..{high:g}")
+    return value
+
+
+def parse_view(text: str) -> tuple[float, float, Optional[float]]:
+    """A preset name (front, three-quarter left, ...) or yaw/pitch[/distance] in degrees and
+    metres."""
+    name = re.sub(r"[\s_-]+", " ", text.strip().lower())
+    if name in _VIEWS:
+        return (*_VIEWS[name], None)
+    parts = text.split("/")
+    if len(parts) not in (2, 3):
+        raise InputError(f"{text!r} is neither a view ({', '.join(_VIEWS)}) nor yaw/pitch[/distance]")
+    yaw, pitch = _number(parts[0], -180, 180), _number(parts[1], -89, 89)
+    return yaw, pitch, _number(parts[2], 0.05, 50) if len(parts) == 3 else None
+
+
+class _Row:
+    """One row's resolution: each value is read once; a problem is noted, never raised, so
+    every problem of every row is found."""
+
+    def __init__(self, row: DesignRow, defaults: dict[str, str], base: Path, problems: list[str]) -> None:
+        self.row, self.base, self.problems = row, base, problems
+        self.values = {**defaults, **row.values}
+        self.first_problem = len(problems)
+
+    @property
+    def ok(self) -> bool:
+        return len(self.problems) == self.first_problem
+
+    def note(self, message: str) -> None:
+        self.problems.append(f"{self.row.where()}: {message}")
+
+    def get(self, column: str, parse: Callable[[str], Any], fallback: Any = None) -> Any:
+        text = self.values.get(column, "")
+        if not text:
+            return fallback
+        try:
+            return parse(text)
+        except InputError as err:
+            self.note(f"{column}: {err}")
+            return fallback
+
+    def path(self, column: str, folder: bool = False) -> Optional[Path]:
+        text = self.values.get(column, "")
+        if not text:
+            return None
+        path = self.base / text
+        if not (path.is_dir() if folder else path.exists()):
+            self.note(f"{column}: {text}: no such {'folder' if folder else 'file'}")
+            return None
+        return path
+
+
+class _Models:
+    """Blendshape models met while checking, loaded once each."""
+
+    def __init__(self) -> None:
+        self.loaded: dict[Path, BlendshapeModel] = {}
+
+    def get(self, path: Path) -> BlendshapeModel:
+        if path not in self.loaded:
+            self.loaded[path] = BlendshapeModel.load(path)
+        return self.loaded[path]
+
+
+def resolve(design: Design, defaults: dict[str, str], loudness: Optional[LoudnessTarget]) -> list[Stimulus]:
+    """The stimuli of a design, or a `DesignError` listing every problem with its row."""
+    problems = list(design.problems)
+    if not design.rows:
+        problems.append("the design has no rows (give rows, or --factorial)")
+    models, stimuli, ids = _Models(), [], {}
+    for row in design.rows:
+        stimulus = _resolve_row(_Row(row, defaults, design.base, problems), models, loudness)
+        if stimulus is not None:
+            stimuli.append(stimulus)
+        if row.values.get("id"):
+            ids.setdefault(row.values["id"], []).append(row)
+    for name, rows in ids.items():
+        if len(rows) > 1:
+            problems.append(f"id '{name}' is used by {', '.join(r.where() for r in rows)}")
+    if problems:
+        raise DesignError(problems)
+    return stimuli
+
+
+def _id(text: str) -> str:
+    if not _ID.fullmatch(text):
+        raise InputError(f"{text!r}: use letters, digits, '.', '_' and '-' (it names the output files)")
+    return text
+
+
+def _avatar(r: _Row) -> Optional[AvatarSource]:
+    demo = r.values.get("avatar", "demo").lower() == "demo"
+    avatar = None if demo else r.path("avatar")
+    flame, blendshapes, generator = r.path("flame"), r.path("blendshapes"), r.path("generator", folder=True)
+    if not demo and avatar is None:
+        return None
+    try:
+        return resolve_avatar_source(avatar, flame, blendshapes, generator, r.values.get("driver", "learned"))
+    except InputError as err:
+        r.note(f"driver: {err}")
+        return None
+
+
+def _emotions(r: _Row, source: Optional[AvatarSource], models: _Models) -> dict[str, float]:
+    mix = r.get("emotion", parse_emotions, {})
+    intensity = r.get("intensity", lambda t: _number(t, 0.0, 1.0))
+    if intensity is not None:
+        if not mix:
+            r.note("intensity: given without an emotion")
+        mix = {name: value * intensity for name, value in mix.items()}
+    if not mix or source is None:
+        return mix
+    if source.blendshapes is None:
+        r.note("emotion: emotions need a blendshape model (blendshapes column)")
+        return mix
+    try:
+        check_emotions(mix, models.get(source.blendshapes).emotion_names)
+    except InputError as err:
+        r.note(f"emotion: {err}")
+    return mix
+
+
+def _clip(r: _Row, source: Optional[AvatarSource], models: _Models, fps: float,
+          loudness: Optional[LoudnessTarget]) -> Optional[ClipSource]:
+    paths = {column: r.path(column) for column in ("audio", "weights", "motion")}
+    if paths["weights"] and paths["motion"]:
+        r.note("weights and motion: give one of them")
+        return None
+    if any(r.values.get(c) and paths[c] is None for c in paths):  # a missing file, already noted
+        return None
+    start = r.get("start", lambda t: _number(t, 0.0, math.inf), 0.0)
+    end = r.get("end", lambda t: _number(t, 0.0, math.inf))
+    if end is not None and end <= start:
+        r.note(f"end {end:g} s: must come after start {start:g} s")
+        return None
+    clip = ClipSource(**paths, start=start, duration=None if end is None else end - start, loudness=loudness)
+    driving = next((c for c in ("weights", "motion", "audio") if paths[c]), "end")
+    try:
+        clip.check_trim(fps)
+        if paths["weights"] and source is not None and source.blendshapes is not None:
+            WeightSequence.load(paths["weights"]).check_against(models.get(source.blendshapes))
+    except InputError as err:
+        r.note(f"{driving}: {err}")
+        return None
+    return clip
+
+
+def _size(text: str) -> tuple[int, int]:
+    width, height = parse_size(text)
+    check_video_size(width, height)
+    return width, height
+
+
+def _resolve_row(r: _Row, models: _Models, loudness: Optional[LoudnessTarget]) -> Optional[Stimulus]:
+    identifier = r.get("id", _id)
+    if not r.values.get("id"):
+        r.note("id: missing")
+    source = _avatar(r)
+    if source is not None and source.blendshapes is not None:
+        try:
+            models.get(source.blendshapes)
+        except InputError as err:
+            r.note(f"blendshapes: {err}")
+            source = None
+    emotions = _emotions(r, source, models)
+    fps = r.get("fps", lambda t: _number(t, 1.0, 240.0), 30.0)
+    clip = _clip(r, source, models, fps, loudness)
+    yaw, pitch, distance = r.get("view", parse_view, (0.0, 0.0, None))
+    width, height = r.get("size", _size, (512, 512))
+    background = r.get("background", parse_colour, (1.0, 1.0, 1.0))
+    lead_in, lead_out = (r.get(c, lambda t: _number(t, 0.0, 60.0), 0.0) for c in ("lead_in", "lead_out"))
+    speech_gain, expression_gain = (r.get(c, lambda t: _number(t, 0.0, 10.0), 1.0)
+                                    for c in ("speech_gain", "expression_gain"))
+    seed = r.get("seed", _seed, 0)
+    if not r.ok:
+        return None
+    view = View(width=width, height=height, yaw=yaw, pitch=pitch, distance=distance, background=background)
+    levels = {k: v for k, v in r.values.items() if k != "id"}
+    return Stimulus(identifier, r.row.number, source, clip, emotions, view, fps, lead_in, lead_out, speech_gain,
+                    expression_gain, seed, levels)
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise InputError(f"{text!r} is not a whole number") from None
+    if not 0 <= value < 2**31:
+        raise InputError(f"{value} is outside 0..2147483647")
+    return value

@@ -1,0 +1,155 @@
+"""Trial lists for a perceptual study: one randomized, counterbalanced list per participant.
+
+Every participant sees every stimulus of the manifest `repeats` times, so each condition equally
+often. Without a Latin-square factor the order is shuffled per participant. With one, the trials
+come in blocks, one block per level of that factor, and the block order follows a balanced Latin
+square (Williams design): over each full cycle of participants every level takes every block
+position equally often and follows every other level equally often (for an odd number of levels
+the cycle is the square and its mirror); which level takes which symbol of the square is drawn
+from the seed. Within a block the order is shuffled. The lists depend only on the manifest, the
+seed and the settings.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from models.errors import InputError
+from models.files import atomic_write
+
+from .design import COLUMNS
+
+
+@dataclass(frozen=True)
+class StimulusEntry:
+    id: str
+    file: str
+    levels: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Trial:
+    participant: int
+    trial: int
+    block: int
+    stimulus: StimulusEntry
+
+
+def read_manifest(path: str | Path) -> list[StimulusEntry]:
+    """The stimuli of a manifest.json or manifest.csv written by `avatar stimuli`; all must
+    have been made."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such manifest") from None
+    try:
+        if path.suffix.lower() == ".json":
+            rows = [{"id": r["id"], "status": r["status"], "mp4": r.get("outputs", {}).get("mp4", {}).get("file", ""),
+                     **r.get("levels", {})} for r in json.loads(text)["stimuli"]]
+        else:
+            rows = list(csv.DictReader(io.StringIO(text)))
+            if rows and not {"id", "status", "mp4"} <= set(rows[0]):
+                raise KeyError("id, status, mp4")
+    except (ValueError, KeyError, TypeError) as err:
+        raise InputError(f"{path}: not a stimulus manifest ({err})") from None
+    failed = [r["id"] for r in rows if r["status"] != "ok"]
+    if failed:
+        raise InputError(f"{path}: {len(failed)} stimuli were not made ({', '.join(failed[:5])}); "
+                         "rerun `avatar stimuli` first")
+    if not rows:
+        raise InputError(f"{path}: the manifest lists no stimuli")
+    return [StimulusEntry(r["id"], r["mp4"], {c: r.get(c) or "" for c in COLUMNS if c != "id"}) for r in rows]
+
+
+def williams_square(n: int) -> list[list[int]]:
+    """A balanced Latin square of n symbols: n rows for even n, 2n (the square and its mirror)
+    for odd n. Each symbol takes each position once per row cycle and, for neighbours, each
+    ordered pair appears equally often."""
+    first, low, high = [0], 1, n - 1
+    while len(first) < n:
+        first.append(low)
+        low += 1
+        if len(first) < n:
+            first.append(high)
+            high -= 1
+    rows = [[(symbol + shift) % n for symbol in first] for shift in range(n)]
+    return rows if n % 2 == 0 else rows + [row[::-1] for row in rows]
+
+
+def varying_factors(stimuli: list[StimulusEntry]) -> list[str]:
+    """Design columns whose level differs between stimuli."""
+    return [c for c in COLUMNS if c != "id" and len({s.levels.get(c, "") for s in stimuli}) > 1]
+
+
+def _level(stimulus: StimulusEntry, factor: str) -> str:
+    return stimulus.id if factor == "id" else stimulus.levels.get(factor, "")
+
+
+def factor_levels(stimuli: list[StimulusEntry], factor: str) -> list[str]:
+    """The levels of a design column (or `id`) in the order they first appear."""
+    if factor != "id" and factor not in COLUMNS:
+        raise InputError(f"--latin-square {factor}: not a design column ({', '.join(COLUMNS)})")
+    levels = list(dict.fromkeys(_level(s, factor) for s in stimuli))
+    if len(levels) < 2:
+        raise InputError(f"--latin-square {factor}: all stimuli have the same level ({levels[0]!r}); "
+                         f"factors that vary: {', '.join(varying_factors(stimuli)) or 'none'}")
+    return levels
+
+
+def _shuffled(items: list[StimulusEntry], rng: np.random.Generator) -> list[StimulusEntry]:
+    """A random order; a few draws avoid showing one stimulus twice in a row where possible."""
+    order = list(items)
+    for _ in range(100):
+        order = [items[i] for i in rng.permutation(len(items))]
+        if all(a.id != b.id for a, b in zip(order, order[1:])):
+            break
+    return order
+
+
+def trial_lists(stimuli: list[StimulusEntry], participants: int, seed: int, factor: Optional[str] = None,
+                repeats: int = 1) -> list[list[Trial]]:
+    """One list per participant (numbered from 1)."""
+    if participants < 1 or repeats < 1:
+        raise InputError("--participants and --repeats must be at least 1")
+    if factor is None:
+        groups = [stimuli]
+        square = [[0]]
+    else:  # which level plays which symbol of the square is drawn once, from the seed
+        levels = factor_levels(stimuli, factor)
+        levels = [levels[i] for i in np.random.default_rng([seed, 0]).permutation(len(levels))]
+        groups = [[s for s in stimuli if _level(s, factor) == level] for level in levels]
+        square = williams_square(len(levels))
+    lists = []
+    for participant in range(1, participants + 1):
+        rng = np.random.default_rng([seed, participant])
+        trials: list[Trial] = []
+        for block, group in enumerate(square[(participant - 1) % len(square)], 1):
+            for stimulus in _shuffled(groups[group] * repeats, rng):
+                trials.append(Trial(participant, len(trials) + 1, block, stimulus))
+        lists.append(trials)
+    return lists
+
+
+def write_trial_lists(lists: list[list[Trial]], folder: Path, factors: list[str]) -> list[Path]:
+    """participant_001.csv, ...: participant, trial, block, id, file and the factor levels."""
+    folder.mkdir(parents=True, exist_ok=True)
+    width = max(3, len(str(len(lists))))
+    paths = []
+    for trials in lists:
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["participant", "trial", "block", "id", "file", *factors])
+        for t in trials:
+            writer.writerow([t.participant, t.trial, t.block, t.stimulus.id, t.stimulus.file,
+                             *(t.stimulus.levels.get(f, "") for f in factors)])
+        path = folder / f"participant_{trials[0].participant:0{width}d}.csv"
+        atomic_write(path, lambda h, text=out.getvalue(): h.write(text.encode("utf-8")))
+        paths.append(path)
+    return paths
