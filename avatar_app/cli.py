@@ -20,9 +20,9 @@ from .avatar import Avatar, AvatarSource, resolve_avatar_source
 from .clip import DEFAULT_FPS, ClipSource
 from .learn_cli import add_learning_commands
 from .options import parse_colour, parse_size
-from .stimuli.cli import add_stimulus_commands
 from .player import Player
 from .preset import load_preset
+from .stimuli.cli import add_stimulus_commands
 from .video import check_video_size, is_video_path, write_mp4, write_png_folder
 
 USER_ERRORS = (models.errors.InputError, renderer.errors.InputError)

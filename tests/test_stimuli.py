@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from assets import DEMO_AUDIO
-from avatar_app.avatar import LEARNED_DEMO_SOURCE
+from avatar_app.avatar import LEARNED_DEMO_SOURCE, SIGNAL_DEMO_SOURCE
 from avatar_app.cli import main
 from avatar_app.clip import ClipSource, still_clip
 from avatar_app.player import Player
@@ -24,6 +24,8 @@ from avatar_app.stimuli.design import expand_factorial, merged_defaults, read_de
 from avatar_app.stimuli.resolve import resolve
 from avatar_app.stimuli.trials import StimulusEntry, trial_lists, williams_square
 from models.audio import Audio, load_wav, save_wav
+from models.errors import InputError
+from models.flame import save_flame_params
 from models.loudness import LoudnessTarget, integrated_loudness, rms_level
 
 RATE = 16000
@@ -195,10 +197,10 @@ def test_a_killed_batch_leaves_no_partial_file_and_a_rerun_completes_it(inputs, 
     finally:
         if process.poll() is None:
             process.kill()
-    finished = {p.stem for p in (out / ".avatar-stimuli").glob("*.json")}
+    finished = list(out.glob("[!.]*.mp4"))
     assert 1 <= len(finished) < 5
-    for mp4 in out.glob("[!.]*.mp4"):  # every file under a final name is complete
-        assert mp4.stem in finished and len(decoded_frames(mp4)[0]) == 20
+    for mp4 in finished:  # every file under a final name is complete
+        assert len(decoded_frames(mp4)[0]) == 20
     assert stimuli(design, "-o", out, "--loudness=-20dBFS") == 0
     records = manifest(out)["stimuli"]
     assert [r["status"] for r in records] == ["ok"] * 5
@@ -352,3 +354,30 @@ def test_trials_command_writes_one_list_per_participant(made, tmp_path, capsys):
     assert main(["trials", str(made / "manifest.csv"), "--participants", "2", "--seed", "3", "-o", str(tmp_path / "c")]) == 0
     assert main(["trials", str(made / "manifest.json"), "--participants", "2", "--seed", "3",
                  "--latin-square", "fps"]) == 2
+
+
+def test_a_segment_cuts_weights_motion_and_audio_in_step(tmp_path):
+    """start/end (and `avatar render --start/--duration`) cut every kind of source at the same
+    time, checked against the uncut clip."""
+    player = Player(SIGNAL_DEMO_SOURCE.load(), backend="cpu")
+    bs = player.avatar.blendshapes
+    player.clip = ClipSource(audio=DEMO_AUDIO).build(player.driver, bs, 30)
+    player.weight_sequence().save(tmp_path / "w.weights.npz")
+    save_flame_params(player.flame_params(0, player.clip.num_frames), tmp_path / "motion.npz")
+    for kind in ("weights", "motion"):
+        path = tmp_path / ("w.weights.npz" if kind == "weights" else "motion.npz")
+        whole = ClipSource(audio=DEMO_AUDIO, **{kind: path}).build(player.driver, bs, 30)
+        cut = ClipSource(audio=DEMO_AUDIO, start=1.0, duration=0.5, **{kind: path}).build(player.driver, bs, 30)
+        assert cut.num_frames == 15
+        if kind == "weights":
+            np.testing.assert_allclose(cut.speech, whole.speech[30:45], atol=1e-6)
+        else:
+            np.testing.assert_array_equal(cut.motion.jaw_pose, whole.motion.jaw_pose[30:45])
+        np.testing.assert_array_equal(cut.audio.samples, whole.audio.samples[RATE:int(1.5 * RATE)])
+    with pytest.raises(InputError, match="does not lie inside the source"):
+        ClipSource(audio=DEMO_AUDIO, start=6.0, duration=5.0).check_trim()
+    out = tmp_path / "cut.mp4"
+    assert main(["render", "--demo", "--start", "1", "--duration", "0.5", "--loudness=-20dBFS", "--size", "32x32",
+                 "-q", "-o", str(out)]) == 0
+    assert len(decoded_frames(out)[0]) == 15
+    assert rms_level(Audio(decoded_audio(out), RATE)) == pytest.approx(-20.0, abs=0.5)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import csv
+import functools
 import hashlib
 import io
 import json
@@ -47,6 +48,7 @@ _RESOLVED = ("emotion_mix", "yaw", "pitch", "distance", "width", "height", "back
              "apex_frame", "frames_sha256")
 
 
+@functools.cache
 def software() -> dict[str, str]:
     """What made the files: this program's version and the libraries that shape the pixels."""
     try:

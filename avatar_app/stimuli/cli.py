@@ -83,7 +83,7 @@ def add_stimulus_commands(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--factorial", nargs="+", metavar="COLUMN=A,B",
                    help="cross every row with every combination of these levels, e.g. emotion=happy,sad "
                         "intensity=0.5,1 audio=a.wav,b.wav")
-    s.add_argument("--loudness", default="-23LUFS",
+    s.add_argument("--loudness", default="-23LUFS", metavar="TARGET",
                    help="bring every clip's audio to this level: -23LUFS (BS.1770, default), -20dBFS (RMS) or off; "
                         "write --loudness=-20dBFS")
     s.add_argument("--png", action="store_true", help="also write a PNG of each clip's apex frame")
