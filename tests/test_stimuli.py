@@ -163,6 +163,23 @@ def test_rerun_skips_and_redoes_only_what_changed(made, inputs, tmp_path, capsys
     assert stimuli(changed, "-o", out, "--png", "--weights-csv") == 0
     assert "1 made, 2 skipped" in capsys.readouterr().out
     assert manifest(out)["stimuli"][2]["parameters"]["emotion_mix"] == "fearful=1"
+    fewer = inputs / "fewer.csv"  # a row dropped from the design: its old files are pointed out
+    fewer.write_text(DESIGN.rsplit("still_surprised", 1)[0])
+    assert stimuli(fewer, "-o", out, "--png", "--weights-csv") == 0
+    assert "also holds 1 stimuli made earlier that are not in this design (nor in the manifest): still_surprised" \
+        in capsys.readouterr().out
+    assert [r["id"] for r in manifest(out)["stimuli"]] == ["quiet_happy", "loud_sad"]
+
+
+def test_one_batch_at_a_time_per_folder(inputs, tmp_path, capsys):
+    fcntl = pytest.importorskip("fcntl")
+    out = tmp_path / "out"
+    (out / ".avatar-stimuli").mkdir(parents=True)
+    with open(out / ".avatar-stimuli" / "lock", "w") as held:  # as a running batch holds it
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert stimuli(inputs / "design.csv", "-o", out) == 2
+    assert "another `avatar stimuli` is writing there" in capsys.readouterr().err
+    assert not list(out.glob("*.mp4"))
 
 
 def test_same_design_again_with_two_workers_gives_the_same_frames(made, inputs, tmp_path):

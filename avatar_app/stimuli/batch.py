@@ -11,6 +11,7 @@ under a final name. The manifest is assembled from the records in design order.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import csv
 import functools
 import hashlib
@@ -24,10 +25,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import torch
 from tqdm import tqdm
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
 
 from models.checkpoint import CONFIG_FILE, WEIGHTS_FILE
 from models.errors import InputError
@@ -106,6 +112,7 @@ class BatchResult:
     made: int = 0
     skipped: int = 0
     frames: int = 0  # of the stimuli made in this run
+    others: list[str] = field(default_factory=list)  # made in the folder earlier, not in this design
 
     @property
     def failed(self) -> list[dict[str, Any]]:
@@ -137,6 +144,19 @@ def _finished(folder: Path, p: Plan) -> Optional[dict[str, Any]]:
         if not path.is_file() or sha256_file(path) != output["sha256"]:
             return None
     return record
+
+
+@contextlib.contextmanager
+def _only_batch_in(folder: Path) -> Iterator[None]:
+    """One batch at a time per folder: a second would remove the first's temporary files."""
+    with open(folder / STATE / "lock", "w") as handle:
+        if fcntl is not None:  # POSIX; elsewhere the folder is not guarded
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise InputError(f"{folder}: another `avatar stimuli` is writing there; wait for it to end "
+                                 "or choose another folder") from None
+        yield
 
 
 def _remove_temporaries(folder: Path) -> None:
@@ -190,22 +210,29 @@ def run_batch(stimuli: list[Stimulus], folder: Path, outputs: Outputs, backend: 
     (naming the `design` file and its hash)."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / STATE).mkdir(exist_ok=True)
-    _remove_temporaries(folder)
-    backend = resolve_backend(backend)
-    hashes = FileHashes()
-    plans = [plan(s, hashes, outputs, backend) for s in stimuli]
-    result = BatchResult()
-    records: dict[str, dict[str, Any]] = {}
-    pending = []
-    for p in plans:
-        record = _finished(folder, p)
-        if record is None:
-            pending.append(p)
-        else:
-            records[p.stimulus.id] = record
-    result.skipped = len(plans) - len(pending)
-    if progress and result.skipped:
-        print(f"{result.skipped} of {len(plans)} stimuli are already made and unchanged: skipped")
+    with _only_batch_in(folder):
+        _remove_temporaries(folder)
+        backend = resolve_backend(backend)
+        hashes = FileHashes()
+        plans = [plan(s, hashes, outputs, backend) for s in stimuli]
+        records = {p.stimulus.id: r for p in plans if (r := _finished(folder, p)) is not None}
+        pending = [p for p in plans if p.stimulus.id not in records]
+        ids = {s.id for s in stimuli}
+        result = BatchResult(skipped=len(records),
+                             others=sorted({p.stem for p in (folder / STATE).glob("*.json")} - ids))
+        if progress and records:
+            print(f"{len(records)} of {len(plans)} stimuli are already made and unchanged: skipped")
+        _make_all(pending, folder, outputs, backend, workers, progress, records, result)
+        result.records = [records[s.id] for s in stimuli]
+        about = {"path": str(design), "sha256": sha256_file(design)} if design is not None else None
+        write_manifest(folder, result.records, backend, about)
+    return result
+
+
+def _make_all(pending: list[Plan], folder: Path, outputs: Outputs, backend: str, workers: int, progress: bool,
+              records: dict[str, dict[str, Any]], result: BatchResult) -> None:
+    """Make the pending stimuli, in this process or in `workers` processes, recording each as
+    it finishes (a success also on disk) with a progress bar that counts failures."""
     bar = tqdm(total=len(pending), unit="stimulus", desc="stimuli", disable=not progress)
     failures = 0
 
@@ -232,10 +259,6 @@ def run_batch(stimuli: list[Stimulus], folder: Path, outputs: Outputs, backend: 
             _in_processes(pending, folder, outputs, backend, workers, finish)
     finally:
         bar.close()
-    result.records = [records[s.id] for s in stimuli]
-    about = {"path": str(design), "sha256": sha256_file(design)} if design is not None else None
-    write_manifest(folder, result.records, backend, about)
-    return result
 
 
 def _in_processes(pending: list[Plan], folder: Path, outputs: Outputs, backend: str, workers: int, finish) -> None:

@@ -53,6 +53,9 @@ def cmd_stimuli(args: argparse.Namespace) -> int:
               f"{r['gain_db']:+.1f} dB to reach {r['parameters']['loudness_target']}")
     for r in result.failed:
         print(f"failed: {r['id']}: {r['error']}")
+    if result.others:
+        print(f"note: {output} also holds {len(result.others)} stimuli made earlier that are not in this design "
+              f"(nor in the manifest): {', '.join(result.others[:10])}{' …' if len(result.others) > 10 else ''}")
     return 1 if result.failed else 0
 
 
