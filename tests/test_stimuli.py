@@ -360,8 +360,12 @@ def test_trials_command_writes_one_list_per_participant(made, tmp_path, capsys):
     args = ["trials", str(made / "manifest.json"), "--participants", "6", "--seed", "3", "--latin-square", "emotion"]
     assert main([*args, "-o", str(tmp_path / "a")]) == 0
     assert main([*args, "-o", str(tmp_path / "b")]) == 0
-    files = sorted((tmp_path / "a").iterdir())
+    files = sorted((tmp_path / "a").glob("participant_*.csv"))
     assert [p.name for p in files] == [f"participant_{i:03d}.csv" for i in range(1, 7)]
+    settings = json.loads((tmp_path / "a" / "settings.json").read_text())
+    assert settings["manifest_sha256"] == sha256(made / "manifest.json")
+    assert (settings["participants"], settings["seed"], settings["latin_square"], settings["repeats"]) == \
+        (6, 3, "emotion", 1)
     assert all(p.read_bytes() == (tmp_path / "b" / p.name).read_bytes() for p in files)
     with open(files[0], newline="") as handle:
         rows = list(csv.DictReader(handle))

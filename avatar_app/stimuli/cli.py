@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
 from models.errors import InputError
+from models.files import atomic_write
 from models.loudness import LoudnessTarget
 
-from .batch import run_batch
+from .batch import run_batch, sha256_file, software
 from .design import COLUMNS, Design, expand_factorial, merged_defaults, parse_assignments, read_design, write_design
 from .resolve import resolve
 from .render import Outputs
 from .trials import factor_levels, read_manifest, trial_lists, varying_factors, williams_square, write_trial_lists
 
 EXPANDED_DESIGN = "design.csv"
+TRIAL_SETTINGS = "settings.json"  # beside the trial lists: what made them
 
 
 def cmd_stimuli(args: argparse.Namespace) -> int:
@@ -65,6 +68,11 @@ def cmd_trials(args: argparse.Namespace) -> int:
     factors = varying_factors(stimuli)
     folder = Path(args.output) if args.output else Path(args.manifest).parent / "trials"
     paths = write_trial_lists(lists, folder, factors)
+    settings = {"manifest": str(args.manifest), "manifest_sha256": sha256_file(Path(args.manifest)),
+                "participants": args.participants, "seed": args.seed, "latin_square": args.latin_square,
+                "repeats": args.repeats, "software": software()}
+    text = json.dumps(settings, indent=1) + "\n"
+    atomic_write(folder / TRIAL_SETTINGS, lambda handle: handle.write(text.encode("utf-8")))
     print(f"wrote {len(paths)} trial lists of {len(lists[0])} trials to {folder} "
           f"(factors: {', '.join(factors) or 'none'})")
     if args.latin_square:
