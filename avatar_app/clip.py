@@ -124,6 +124,10 @@ class ClipSource:
     start: float = 0.0
     loudness: Optional[LoudnessTarget] = None
 
+    def __post_init__(self) -> None:
+        if not (np.isfinite(self.start) and self.start >= 0):
+            raise InputError(f"start {self.start}: must be a number of seconds >= 0")
+
     def source_length(self, fps: float = DEFAULT_FPS) -> Optional[float]:
         """Seconds of what drives the clip (weights, motion played at `fps`, else audio); None
         for a still."""
@@ -136,8 +140,6 @@ class ClipSource:
 
     def check_trim(self, fps: float = DEFAULT_FPS) -> None:
         """Reject a segment that does not lie inside the source."""
-        if not (np.isfinite(self.start) and self.start >= 0):
-            raise InputError(f"start {self.start}: must be a number of seconds >= 0")
         if self.duration is not None and not (np.isfinite(self.duration) and self.duration > 0):
             raise InputError(f"the segment from {self.start:g} s has length {self.duration}: it must be positive")
         length = self.source_length(fps)
@@ -167,8 +169,6 @@ class ClipSource:
         needs_blendshapes = self.weights or (self.audio and not self.motion)
         if needs_blendshapes and (blendshapes is None or driver is None):
             raise InputError("driving from audio or weights needs a blendshape model (--blendshapes FILE)")
-        if not (np.isfinite(self.start) and self.start >= 0):
-            raise InputError(f"--start {self.start}: must be a number of seconds >= 0")
         audio, level = self.soundtrack()
         if self.weights:
             clip = with_soundtrack(clip_from_weights(self.weights, blendshapes, fps, self.duration, self.start), audio)

@@ -46,10 +46,9 @@ def cmd_stimuli(args: argparse.Namespace) -> int:
     result = run_batch(stimuli, output, Outputs(args.png, args.weights_csv), backend=args.backend,
                        workers=args.workers, progress=not args.quiet, design=design_file)
     seconds = time.perf_counter() - started
-    frames = result.frames
     print(f"{output}: {result.made} made, {result.skipped} skipped, {len(result.failed)} failed "
           f"in {seconds:.1f} s ({result.made / max(seconds, 1e-9) * 60:.1f} stimuli/min, "
-          f"{frames / max(seconds, 1e-9):.1f} frames/s); manifest.csv and manifest.json written")
+          f"{result.frames / max(seconds, 1e-9):.1f} frames/s); manifest.csv and manifest.json written")
     clipped = [r for r in result.records if r.get("clipped_samples")]
     for r in clipped:
         print(f"warning: {r['id']}: {r['clipped_samples']} audio samples clipped at full scale after a gain of "
