@@ -100,7 +100,11 @@ class AvatarSource:
             if avatar.blendshapes is None:
                 raise InputError(f"{self.generator}: a speech generator needs a blendshape model (--blendshapes)")
             avatar.driver = LearnedDriver.load(self.generator)
-            avatar.driver.check_model(avatar.blendshapes)
+            try:
+                avatar.driver.check_model(avatar.blendshapes)
+            except InputError as err:
+                raise InputError(f"{self.blendshapes}: {err} of {self.generator}; give the generator trained "
+                                 "for this model (--generator DIR) or use --driver signal") from None
         return avatar
 
 
@@ -113,19 +117,21 @@ DRIVERS = ("learned", "signal")
 def resolve_avatar_source(avatar: Optional[Path], flame: Optional[Path] = None, blendshapes: Optional[Path] = None,
                           generator: Optional[Path] = None, driver: str = "learned") -> AvatarSource:
     """What an avatar (None: the demo) is driven by. "learned": on the demo the shipped
-    generator, on an avatar the `generator` (whose own blendshape model is the default), or the
-    signal driver when no generator is given; "signal": on the demo the hand-made model."""
+    generator (or `generator`), on an avatar the `generator` (whose own blendshape model is the
+    default), or the signal driver when no generator is given; "signal": the signal driver. On
+    the demo, `blendshapes` replace its model (they must be fitted to the demo head); a FLAME
+    model is refused, as the demo head has its own."""
     if driver not in DRIVERS:
         raise InputError(f"driver {driver!r}: use one of {', '.join(DRIVERS)}")
     generator = generator if driver == "learned" else None
     if generator is not None and blendshapes is None:
         blendshapes = generator / GENERATOR_MODEL
-    if avatar is None:
-        if driver == "signal":
-            return SIGNAL_DEMO_SOURCE
-        return replace(LEARNED_DEMO_SOURCE, blendshapes=blendshapes, generator=generator) if generator \
-            else LEARNED_DEMO_SOURCE
-    return AvatarSource(avatar, flame, blendshapes, generator)
+    if avatar is not None:
+        return AvatarSource(avatar, flame, blendshapes, generator)
+    if flame is not None:
+        raise InputError(f"{flame}: the demo head has its own FLAME model; a FLAME model goes with an avatar (--avatar DIR)")
+    demo = SIGNAL_DEMO_SOURCE if driver == "signal" else LEARNED_DEMO_SOURCE
+    return replace(demo, blendshapes=blendshapes or demo.blendshapes, generator=generator or demo.generator)
 
 
 def load_demo() -> Avatar:

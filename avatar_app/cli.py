@@ -18,12 +18,14 @@ from models.loudness import LoudnessTarget
 
 from .avatar import Avatar, AvatarSource, resolve_avatar_source
 from .clip import DEFAULT_FPS, ClipSource
+from .interrupts import exit_code, sigterm_interrupts
+from .outputs import check_output_file, check_output_folder, holds_only
 from .learn_cli import add_learning_commands
 from .options import parse_colour, parse_size
 from .player import Player
 from .preset import load_preset
 from .stimuli.cli import add_stimulus_commands
-from .video import check_video_size, is_video_path, write_mp4, write_png_folder
+from .video import check_video_output, check_video_size, is_video_path, write_mp4, write_png_folder
 
 USER_ERRORS = (models.errors.InputError, renderer.errors.InputError)
 def add_avatar_arguments(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -66,7 +68,11 @@ def avatar_source(args: argparse.Namespace) -> AvatarSource:
 def apply_performance(args: argparse.Namespace, player: Player) -> None:
     """--preset, then --emotion / --speech-gain / --expression-gain where given."""
     if args.preset:
-        player.set_performance(load_preset(args.preset))
+        performance = load_preset(args.preset)
+        try:
+            player.set_performance(performance)
+        except models.errors.InputError as err:
+            raise models.errors.InputError(f"{args.preset}: {err}") from None
     if args.emotion:
         player.set_emotions(parse_emotions(args.emotion))
     perf = player.performance
@@ -95,6 +101,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         raise models.errors.InputError(f"-o {args.output}: give a .mp4 file or a folder for PNG frames")
     if video:
         check_video_size(width, height)
+    check_video_output(args.output)
     source = avatar_source(args)
     player = Player(source.load(), backend=args.backend)
     apply_performance(args, player)
@@ -104,8 +111,8 @@ def cmd_render(args: argparse.Namespace) -> int:
     clip = player.clip = clip_source(args, player.avatar, source.avatar == DEMO_AVATAR).build(player.driver, player.avatar.blendshapes, args.fps)
 
     start = time.perf_counter()
-    frames = tqdm(player.render_range(0, clip.num_frames), total=clip.num_frames, unit="frame",
-                  desc="rendering", disable=args.quiet)
+    frames = player.render_range(0, clip.num_frames, require_visible=True)
+    frames = tqdm(frames, total=clip.num_frames, unit="frame", desc="rendering", disable=args.quiet)
     if video:
         write_mp4(frames, args.output, (width, height), clip.fps, clip.num_frames, clip.audio)
     else:
@@ -124,8 +131,10 @@ def cmd_app(args: argparse.Namespace) -> int:
                                        "xvfb-run, or set QT_QPA_PLATFORM=offscreen (e.g. with --snapshot)")
     # Qt only when the app is asked for; without its optional-codec chatter
     os.environ.setdefault("QT_LOGGING_RULES", "qt.multimedia.symbolsresolver=false")
-    from .gui.app import run_app
+    from .gui.app import is_our_png, run_app
 
+    if args.snapshot:
+        check_output_file(args.snapshot, is_our_png, "snapshot")
     source = avatar_source(args)
     player = Player(source.load(), backend=args.backend)
     apply_performance(args, player)
@@ -142,6 +151,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def cmd_build_demo(args: argparse.Namespace) -> int:
     from .build_demo import build_demo
+    check_output_folder(args.out, holds_only(r"flame_demo\.npz|avatar|blendshapes\.npz|speech\.wav"), "demo")
     for path in build_demo(Path(args.out), speech=not args.no_speech):
         print(f"wrote {path}")
     return 0
@@ -188,13 +198,14 @@ def make_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = make_parser().parse_args(argv)
     try:
-        return args.run(args)
+        with sigterm_interrupts():
+            return args.run(args)
     except USER_ERRORS as err:
         print(f"avatar: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM
         print("avatar: cancelled (no partial output was left)", file=sys.stderr)
-        return 130
+        return exit_code(stop)
 
 
 if __name__ == "__main__":

@@ -6,13 +6,14 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-import torch
 
-from models.audio import Audio, fit_length, load_wav
+from models.audio import AudioSource, AudioView, fit_length, open_wav
+from models.audio import duration as seconds_of
 from models.blendshapes import BlendshapeModel, WeightSequence
 from models.errors import InputError
 from models.flame import FlameParams, load_flame_params
-from models.generator import LearnedDriver
+from models.generator import ClipFeatures, LearnedDriver
+from models.limits import MAX_DURATION_S, MAX_FPS, MIN_FPS
 from models.loudness import LoudnessTarget, Normalisation, normalise
 from models.speech import SpeechDriver
 
@@ -25,16 +26,17 @@ class Clip:
     """A timeline of `num_frames` frames at `fps`. Speech/expression weights (T, K) come from
     audio or a weights file, or from a learned generator's `features` of the audio (then the
     player generates the weights under the current emotions); `motion` holds FLAME
-    parameters played one per frame."""
+    parameters played one per frame. The audio is read from its file as it is needed."""
 
     fps: float
     num_frames: int
-    audio: Optional[Audio] = None
+    audio: Optional[AudioSource] = None
     speech: Optional[np.ndarray] = None
     expression: Optional[np.ndarray] = None
     motion: Optional[FlameParams] = None
-    features: Optional[torch.Tensor] = None  # a learned generator's audio features [T, F]
+    features: Optional[ClipFeatures] = None  # a learned generator's audio features, T rows
     loudness: Optional[Normalisation] = None  # what loudness normalisation did to the audio
+    origin: str = ""  # what drives it, for messages ("speech.wav", "take.weights.npz with soundtrack a.wav")
 
     @property
     def duration(self) -> float:
@@ -47,10 +49,10 @@ def frame_count(duration: float, fps: float) -> int:
 
 
 def _check_timing(fps: float, duration: Optional[float]) -> None:
-    if not np.isfinite(fps) or fps <= 0:
-        raise InputError(f"--fps {fps}: must be a positive number")
-    if duration is not None and (not np.isfinite(duration) or duration <= 0):
-        raise InputError(f"--duration {duration}: must be a positive number of seconds")
+    if not np.isfinite(fps) or not MIN_FPS <= fps <= MAX_FPS:
+        raise InputError(f"--fps {fps:g}: must be a frame rate in {MIN_FPS:g}..{MAX_FPS:g}")
+    if duration is not None and (not np.isfinite(duration) or not 0 < duration <= MAX_DURATION_S):
+        raise InputError(f"--duration {duration:g}: must be a number of seconds in 0..{MAX_DURATION_S:g}")
 
 
 def _resample_rows(values: np.ndarray, src_fps: float, fps: float, frames: int, start: float = 0.0) -> np.ndarray:
@@ -62,23 +64,22 @@ def _resample_rows(values: np.ndarray, src_fps: float, fps: float, frames: int, 
     return np.stack([np.interp(t, t_src, values[:, k]) for k in range(values.shape[1])], -1).astype(np.float32)
 
 
-def with_soundtrack(clip: Clip, audio: Optional[Audio]) -> Clip:
+def with_soundtrack(clip: Clip, audio: Optional[AudioSource]) -> Clip:
     """Attach audio trimmed/padded to the clip's exact duration."""
     if audio is not None:
         clip.audio = fit_length(audio, clip.duration)
     return clip
 
 
-def clip_from_audio(audio: Audio | str | Path, driver: SpeechDriver, fps: float = DEFAULT_FPS,
+def clip_from_audio(audio: AudioSource | str | Path, driver: SpeechDriver, fps: float = DEFAULT_FPS,
                     duration: Optional[float] = None) -> Clip:
     _check_timing(fps, duration)
-    audio = audio if isinstance(audio, Audio) else load_wav(audio)
-    frames = frame_count(duration if duration is not None else audio.duration, fps)
+    audio = open_wav(audio) if isinstance(audio, (str, Path)) else audio
+    frames = frame_count(duration if duration is not None else seconds_of(audio), fps)
     audio = fit_length(audio, frames / fps)
     if isinstance(driver, LearnedDriver):  # speech and expression come from it at play time
-        return Clip(fps, frames, audio=audio, features=driver.features(audio.samples, audio.sample_rate, fps))
-    speech = driver.weights(audio.samples, audio.sample_rate, fps)
-    return Clip(fps, frames, audio=audio, speech=speech)
+        return Clip(fps, frames, audio=audio, features=driver.features(audio, fps))
+    return Clip(fps, frames, audio=audio, speech=driver.weights(audio, fps))
 
 
 def clip_from_weights(path: str | Path, model: BlendshapeModel, fps: float = DEFAULT_FPS,
@@ -136,7 +137,7 @@ class ClipSource:
             return len(seq.speech) / float(seq.fps)
         if self.motion:
             return load_flame_params(self.motion).num_frames / fps
-        return load_wav(self.audio).duration if self.audio else None
+        return open_wav(self.audio).duration if self.audio else None
 
     def check_trim(self, fps: float = DEFAULT_FPS) -> None:
         """Reject a segment that does not lie inside the source."""
@@ -151,16 +152,20 @@ class ClipSource:
         if self.start >= length or end > length + 1e-6:
             raise InputError(f"the segment {self.start:g}..{end if self.duration else length:g} s does not lie "
                              f"inside the source, which is {length:g} s long")
+        if frame_count((end if self.duration else length) - self.start, fps) < 1:
+            raise InputError(f"the segment {self.start:g}..{end if self.duration else length:g} s is shorter "
+                             f"than one frame at {fps:g} fps")
 
-    def soundtrack(self) -> tuple[Optional[Audio], Optional[Normalisation]]:
-        """The audio segment, loudness-normalised when a target is set."""
+    def soundtrack(self) -> tuple[Optional[AudioSource], Optional[Normalisation]]:
+        """The audio segment (read from its file as needed), loudness-normalised when a target
+        is set."""
         if not self.audio:
             return None, None
-        audio = load_wav(self.audio)
-        first = min(int(round(self.start * audio.sample_rate)), len(audio.samples))
-        last = len(audio.samples) if self.duration is None else first + int(round(self.duration * audio.sample_rate))
-        audio = Audio(audio.samples[first:last], audio.sample_rate)
-        if self.loudness is None or not len(audio.samples):
+        wav = open_wav(self.audio)
+        first = min(int(round(self.start * wav.sample_rate)), wav.num_samples)
+        last = wav.num_samples if self.duration is None else first + int(round(self.duration * wav.sample_rate))
+        audio = AudioView(wav, first, min(last, wav.num_samples) - first)
+        if self.loudness is None or not audio.num_samples:
             return audio, None
         return normalise(audio, self.loudness)
 
@@ -174,7 +179,7 @@ class ClipSource:
             clip = with_soundtrack(clip_from_weights(self.weights, blendshapes, fps, self.duration, self.start), audio)
         elif self.motion:
             clip = with_soundtrack(clip_from_motion(self.motion, fps, self.duration, self.start), audio)
-        elif audio is not None and len(audio.samples):
+        elif audio is not None and audio.num_samples:
             clip = clip_from_audio(audio, driver, fps, self.duration)
         elif audio is None:
             clip = still_clip(self.duration or STILL_SECONDS, fps)
@@ -182,7 +187,7 @@ class ClipSource:
             clip = Clip(fps, 0)
         if clip.num_frames < 1:
             raise InputError(f"{self.describe()}: no frames left after starting at {self.start:g} s")
-        clip.loudness = level
+        clip.loudness, clip.origin = level, self.describe()
         return clip
 
     def describe(self) -> str:

@@ -8,7 +8,9 @@ import numpy as np
 from models.audio import load_wav
 from models.blendshapes import BlendshapeModel, WeightSequence
 from models.errors import InputError
+from models.files import check_input_file
 from models.flame import load_flame, load_flame_params
+from models.npz import npz_keys
 from models.teeth import FLAME_VERTICES
 from renderer.ply import read_ply
 
@@ -30,8 +32,10 @@ def describe_avatar(path: Path) -> str:
     g = read_ply(ply)
     lines = [f"{ply}: Gaussian {'avatar (GaussianAvatars layout)' if g.is_bound else 'scene (static 3DGS, no bindings)'}",
              f"  Gaussians: {len(g):,}", f"  SH degree: {g.sh_degree}"]
-    if g.is_bound:
+    if g.is_bound and len(g):
         lo, hi = int(g.binding.min()), int(g.binding.max())
+        if lo < 0:
+            raise InputError(f"{ply}: binding holds a negative triangle index ({lo})")
         lines += [f"  bound to triangles {lo}..{hi} ({len(np.unique(g.binding.numpy())):,} distinct)",
                   f"  needs: {_flame_needed(hi)}"]
         params = ply.parent / "flame_param.npz"
@@ -42,29 +46,28 @@ def describe_avatar(path: Path) -> str:
     return "\n".join(lines)
 
 
-def _npz_keys(path: Path) -> set[str]:
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return set(data.files)
-    except (OSError, ValueError) as err:
-        raise InputError(f"{path}: not a readable .npz file ({err})") from None
-
-
 def file_kind(path: Path) -> str:
     """avatar | audio | flame | blendshapes | weights | motion, from the suffix and npz keys."""
-    if path.is_dir() or path.suffix.lower() == ".ply":
+    if path.is_dir():
         return "avatar"
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
+    check_input_file(path)  # a pipe or a device would block or never end
     suffix = path.suffix.lower()
+    if suffix == ".ply":
+        return "avatar"
     if suffix == ".wav":
         return "audio"
-    keys = _npz_keys(path) if suffix == ".npz" else {"v_template"} if suffix == ".pkl" else set()
+    keys = npz_keys(path) if suffix == ".npz" else {"v_template"} if suffix == ".pkl" else set()
     for key, kind in (("v_template", "flame"), ("speech_basis", "blendshapes"), ("fps", "weights"),
                       ("expr", "motion")):
         if key in keys:
             return kind
     raise InputError(f"{path}: not an avatar, PLY, FLAME model, blendshape model, weights, motion or WAV file")
+
+
+def _listing(names: tuple[str, ...]) -> str:
+    return ", ".join(names) or "(none)"
 
 
 def describe(path: Path) -> str:
@@ -81,14 +84,14 @@ def describe(path: Path) -> str:
                 f"  shape components: {f.n_shape}, expression components: {f.n_expr}, joints: {f.J_regressor.shape[0]}")
     if kind == "blendshapes":
         m = BlendshapeModel.load(path)
-        err = np.concatenate([m.speech_mapping_error, m.expression_mapping_error]).max() * 1000
+        err = np.concatenate([m.speech_mapping_error, m.expression_mapping_error]).max(initial=0.0) * 1000
         return (f"{path}: blendshape model ({m.template.shape[0]} vertices)\n"
-                f"  speech: {', '.join(m.speech_names)}\n  expression: {', '.join(m.expression_names)}\n"
-                f"  emotions: {', '.join(m.emotion_names)}\n  worst FLAME mapping error: {err:.3f} mm RMS")
+                f"  speech: {_listing(m.speech_names)}\n  expression: {_listing(m.expression_names)}\n"
+                f"  emotions: {_listing(m.emotion_names)}\n  worst FLAME mapping error: {err:.3f} mm RMS")
     if kind == "weights":
         w = WeightSequence.load(path)
         return (f"{path}: weight sequence, {len(w.speech)} frames at {float(w.fps):g} fps\n"
-                f"  speech: {', '.join(w.speech_names)}\n  expression: {', '.join(w.expression_names)}")
+                f"  speech: {_listing(w.speech_names)}\n  expression: {_listing(w.expression_names)}")
     p = load_flame_params(path)
     kind = "avatar FLAME parameters" if p.shape is not None else "FLAME motion"
     return f"{path}: {kind}, {p.num_frames} frame(s)"

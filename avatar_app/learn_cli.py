@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,7 @@ import torch
 from assets import DEMO_BLENDSHAPES, DEMO_FLAME
 from models.blendshape_learner import KIND as LEARNER_KIND, LearnerConfig, build_model, train_blendshapes
 from models.blendshapes import BlendshapeModel
+from models.checkpoint import CONFIG_FILE, STATE_FILE, WEIGHTS_FILE
 from models.correlation import CorrelationConfig, CorrelationLoss, train_correlation
 from models.datasets import MeshSequence, load_florence, load_vocaset
 from models.demo_blendshapes import EMOTIONS
@@ -32,6 +35,7 @@ from models.synthetic_corpus import CorpusSpec, PlantedCorpus, make_corpus, plan
 from models.training import TrainingRun
 
 from .avatar import GENERATOR_MODEL, load_learned
+from .outputs import check_output_file, check_output_folder, holds_only, staged_folder
 
 def add_data_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--vocaset", metavar="DIR", help="VOCASET folder (data_verts.npy, *.pkl; labels.csv optional)")
@@ -70,10 +74,26 @@ def add_run_arguments(p: argparse.ArgumentParser, steps: int) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+CHECKPOINT_FILES = "|".join(re.escape(name) for name in (CONFIG_FILE, WEIGHTS_FILE, STATE_FILE, GENERATOR_MODEL)) \
+    + "|correlation"
+
+
+def is_our_npz(path: Path) -> bool:
+    """A blendshape model file: an .npz archive with our keys."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return {"speech_basis.npy", "format_version.npy"} <= set(archive.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
 def cmd_make_corpus(args: argparse.Namespace) -> int:
+    is_ours = holds_only(r"vocaset|florence|planted\.npz|truth\.npz")
+    check_output_folder(args.output, is_ours, "corpus")
     corpus = synthetic_corpus(args)
     faces = load_flame(DEMO_FLAME).faces
-    write_corpus(corpus, args.output, faces)
+    with staged_folder(Path(args.output), "corpus", is_ours) as staged:
+        write_corpus(corpus, staged, faces)
     print(f"wrote {len(corpus.speech)} talking, {len(corpus.expression)} expression and "
           f"{len(corpus.emotional)} emotional clips to {args.output}")
     return 0
@@ -89,7 +109,9 @@ def cmd_train_blendshapes(args: argparse.Namespace) -> int:
                          f"({', '.join(EMOTIONS)}): emotion profiles cannot be estimated")
     config = LearnerConfig(speech_blendshapes=args.speech_blendshapes,
                            expression_blendshapes=args.expression_blendshapes, sparsity=args.sparsity)
-    checkpoint = Path(args.checkpoint or f"{args.output}.checkpoint")
+    check_output_file(args.output, is_our_npz, "blendshape model")
+    checkpoint = check_output_folder(args.checkpoint or f"{args.output}.checkpoint", holds_only(CHECKPOINT_FILES),
+                                     "checkpoints")
     run = TrainingRun(kind=LEARNER_KIND, config={"corpus_seed": args.corpus_seed if args.synthetic else None},
                       steps=args.steps, seed=args.seed, directory=checkpoint, resume=args.resume,
                       progress=not args.quiet, description="blendshapes")
@@ -112,12 +134,12 @@ def cmd_train_blendshapes(args: argparse.Namespace) -> int:
 
 def cmd_train_speech(args: argparse.Namespace) -> int:
     started = time.perf_counter()
+    output = check_output_folder(args.output, holds_only(CHECKPOINT_FILES), "generator")
     model = BlendshapeModel.load(args.blendshapes)
     speech, _, emotional, _ = gather(args)
     sequences = [s for s in [*speech, *emotional] if s.audio is not None]
     if not sequences:
         raise InputError("no talking clip with audio to learn from")
-    output = Path(args.output)
     auxiliary = None
     if args.correlation:
         auxiliary = correlation_loss(model, sequences, args, output / "correlation")
@@ -179,7 +201,7 @@ def drivers(args: argparse.Namespace):
         driver, model = load_learned(directory)
 
         def drive(s: MeshSequence, driver=driver, model=model):
-            features = driver.features(s.audio.samples, s.audio.sample_rate, s.fps)
+            features = driver.features(s.audio, s.fps)
             return driver.generate(features, intensities(model, s))
         out.append((f"learned {Path(directory).name}", model, drive))
     if args.signal:
@@ -187,7 +209,7 @@ def drivers(args: argparse.Namespace):
         signal = SignalSpeechDriver(model.speech_names)
 
         def drive(s: MeshSequence, model=model):
-            speech = signal.weights(s.audio.samples, s.audio.sample_rate, s.fps)
+            speech = signal.weights(s.audio, s.fps)
             return speech, model.expression_weights(intensities(model, s), len(speech))
         out.append(("signal", model, drive))
     if not out:

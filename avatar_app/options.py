@@ -1,6 +1,8 @@
 """Values a user types, on the command line or in a design file: image size and colour."""
 from __future__ import annotations
 
+import re
+
 from models.errors import InputError
 
 NAMED_COLOURS = {"white": (1, 1, 1), "black": (0, 0, 0), "gray": (0.5, 0.5, 0.5),
@@ -24,7 +26,7 @@ def parse_colour(text: str) -> tuple[float, float, float]:
     if t in NAMED_COLOURS:
         return tuple(float(c) for c in NAMED_COLOURS[t])
     try:
-        if t.startswith("#") and len(t) == 7:
+        if re.fullmatch(r"#[0-9a-f]{6}", t):
             return tuple(int(t[i:i + 2], 16) / 255 for i in (1, 3, 5))
         rgb = tuple(float(v) for v in t.split(","))
         if len(rgb) == 3 and all(0 <= c <= 1 for c in rgb):

@@ -72,6 +72,10 @@ class Cancelled(Exception):
     """Rendering stopped because the caller asked it to."""
 
 
+GENERATED_CHUNK = 2048  # frames the learned generator decodes (and the player keeps) at a time
+_KEPT_CHUNKS = 8
+
+
 class Player:
     """Renders frames of `clip` for `avatar` under `view` and `performance`."""
 
@@ -158,7 +162,7 @@ class Player:
             raise InputError("weights need a blendshape model (--blendshapes FILE)")
         frames = stop - start
         if clip.features is not None:
-            speech, expression = (w[start:stop] for w in self._generated())
+            speech, expression = self._generated(start, stop)
         else:
             speech = clip.speech[start:stop] if clip.speech is not None else np.zeros((frames, len(bs.speech_names)), np.float32)
             times = np.arange(start, stop) / clip.fps
@@ -167,19 +171,42 @@ class Player:
             expression = expression + clip.expression[start:stop]
         return perf.speech_gain * speech, perf.expression_gain * expression
 
-    def _generated(self) -> tuple[np.ndarray, np.ndarray]:
-        """The learned generator's speech and expression weights of the whole clip under the
-        performance's per-frame emotions (it sees the whole clip, as in training). The last
-        result is kept, shared with snapshots: a slider move reruns only the decoder."""
-        clip, bs = self.clip, self.avatar.blendshapes
-        intensities = self.performance.intensities(np.arange(clip.num_frames) / clip.fps, bs.emotion_names)
-        cached = self._generated_cache.get("last")  # one read: other threads may replace it
-        # the features themselves are kept in the entry: an id() could be reused by new ones
-        if cached is not None and cached[0] is clip.features and cached[1] == intensities.tobytes():
+    def _intensities(self) -> np.ndarray:
+        """The performance's emotion intensities at every frame of the clip (T, E), kept while
+        the clip and the emotions stay the same (shared with snapshots)."""
+        clip, perf = self.clip, self.performance
+        cached = self._generated_cache.get("intensities")  # one read: other threads may replace it
+        if cached is not None and cached[0] is clip and cached[1] == (perf.emotions, perf.keyframes):
             return cached[2]
-        value = self.driver.generate(clip.features, intensities)
-        self._generated_cache["last"] = (clip.features, intensities.tobytes(), value)
+        names = self.avatar.blendshapes.emotion_names
+        value = perf.intensities(np.arange(clip.num_frames) / clip.fps, names)
+        self._generated_cache["intensities"] = (clip, (dict(perf.emotions), perf.keyframes), value)
         return value
+
+    def _generated(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """The learned generator's speech and expression weights of frames start..stop-1 under
+        the performance's per-frame emotions. It decodes GENERATED_CHUNK frames at a time (each
+        equal to decoding the whole clip, as in training); the last few chunks are kept, shared
+        with snapshots, so a slider move reruns only the decoder of the chunks shown."""
+        clip = self.clip
+        intensities = self._intensities()
+        parts = []
+        for chunk in range(start // GENERATED_CHUNK, -(-stop // GENERATED_CHUNK)):
+            first = chunk * GENERATED_CHUNK
+            cached = self._generated_cache.get(chunk)
+            if cached is not None and cached[0] is clip.features and cached[1] is intensities:
+                value = cached[2]
+            else:
+                value = self.driver.generate(clip.features, intensities, first, min(first + GENERATED_CHUNK, clip.num_frames))
+                chunks = [key for key in list(self._generated_cache) if isinstance(key, int)]
+                for old in chunks[:max(0, len(chunks) - _KEPT_CHUNKS + 1)]:
+                    self._generated_cache.pop(old, None)
+                self._generated_cache[chunk] = (clip.features, intensities, value)
+            lo, hi = max(start, first) - first, min(stop, first + GENERATED_CHUNK) - first
+            parts.append((value[0][lo:hi], value[1][lo:hi]))
+        if not parts:
+            return self.driver.generate(clip.features, intensities, start, start)
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def weight_sequence(self) -> WeightSequence:
         """The whole clip's weights as a weights file: re-rendered with gains 1 and no
@@ -203,12 +230,16 @@ class Player:
         return params
 
     @torch.no_grad()
-    def render_range(self, start: int, stop: int, batch: int = 8,
-                     cancel: Optional[threading.Event] = None) -> Iterator[np.ndarray]:
+    def render_range(self, start: int, stop: int, batch: int = 8, cancel: Optional[threading.Event] = None,
+                     require_visible: bool = False) -> Iterator[np.ndarray]:
         """uint8 frames [H, W, 3] of frames start..stop-1, computed `batch` frames at a time
-        so a long clip streams in bounded memory."""
+        so a long clip streams in bounded memory. With `require_visible`, a range in which no
+        frame shows anything but the background ends in an InputError after its last frame
+        (a file being written from it is then not kept)."""
         camera = self.camera()
         background = torch.tensor(self.view.background, dtype=torch.float32, device=self.device)
+        plain = (background.clamp(0, 1) * 255 + 0.5).to(torch.uint8)
+        seen = not require_visible
         for first in range(start, stop, batch):
             last = min(first + batch, stop)
             if self.rig is not None:
@@ -217,12 +248,18 @@ class Player:
                 if cancel is not None and cancel.is_set():
                     raise Cancelled()
                 g = self.gaussians if self.rig is None else self.gaussians.with_world(means[k], quats[k], scales[k])
-                image = render(g, camera, background, self.backend)
-                yield (image.clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy()
+                image = (render(g, camera, background, self.backend).clamp(0, 1) * 255 + 0.5).to(torch.uint8)
+                seen = seen or bool((image != plain).any())
+                yield image.cpu().numpy()
+        if not seen and stop > start:
+            raise InputError(f"{self.avatar.source}: nothing of the avatar is visible in any frame from this view "
+                             "(every Gaussian is transparent, too small or outside the image); nothing was written")
 
     def _posed(self, first: int, last: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """World Gaussians of frames first..last-1. The last result is kept (and shared with
-        snapshots) so that moving the camera over a paused frame skips FLAME and binding."""
+        snapshots) so that moving the camera over a paused frame skips FLAME and binding.
+        Values that overflow on the way (absurd FLAME parameters or avatar values) stop here,
+        naming the avatar and the frame, rather than render as nothing."""
         cached = self._pose_cache.get("last")  # one read: other threads may replace it
         if cached is not None:
             (clip, *settings), value = cached
@@ -230,6 +267,12 @@ class Player:
                 return value
         vertices = self.rig(self.flame_params(first, last))
         value = bind(self.gaussians, vertices, self.rig.faces)
+        finite = torch.stack([torch.isfinite(v).flatten(1).all(1) for v in value]).all(0)
+        if not bool(finite.all()):
+            frame = first + int(torch.nonzero(~finite)[0])
+            raise InputError(f"{self.avatar.source}: frame {frame} of {self.clip.origin or 'the clip'} poses Gaussians "
+                             "at infinite or undefined positions: the FLAME parameters or the avatar's values are "
+                             "out of range")
         self._pose_cache["last"] = ((self.clip, first, last, copy.deepcopy(self.performance)), value)
         return value
 

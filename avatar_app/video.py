@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator, Optional
@@ -12,12 +12,22 @@ import imageio.v3 as iio
 import imageio_ffmpeg
 import numpy as np
 
-from models.audio import Audio, save_wav
+from models.audio import Audio, AudioSource, fit_length, save_wav
 from models.errors import InputError
+
+from .outputs import MP4_TAG, check_output_file, check_output_folder, is_our_mp4, staged_folder
 
 
 def is_video_path(path: str | Path) -> bool:
     return str(path).lower().endswith(".mp4")
+
+
+def check_video_output(path: str | Path) -> None:
+    """An MP4 to write, or a folder of PNG frames, that replaces nothing but our own output."""
+    if is_video_path(path):
+        check_output_file(path, is_our_mp4, "video")
+    else:
+        check_output_folder(path, what="PNG frames")
 
 
 def check_video_size(width: int, height: int) -> None:
@@ -26,51 +36,50 @@ def check_video_size(width: int, height: int) -> None:
 
 
 @contextlib.contextmanager
-def _staged(target: Path, is_dir: bool) -> Iterator[Path]:
-    """A temporary sibling of `target` that replaces it only when the block finishes."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if is_dir:
-        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial"))
-    else:
-        fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=".partial" + target.suffix)
-        os.close(fd)
-        tmp = Path(name)
-        tmp.chmod(0o644)
+def _staged(target: Path) -> Iterator[Path]:
+    """A temporary sibling of the file `target` that replaces it only when the block finishes;
+    on any exception, Ctrl-C or SIGTERM it is removed and the old `target` is untouched.
+    (Callers check that what it replaces is theirs: `check_video_output`.)"""
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=".partial" + target.suffix)
+    except OSError as err:
+        raise InputError(f"{target}: cannot write there ({err.strerror or err})") from None
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        tmp.chmod(0o644)
         yield tmp
-        if is_dir and target.exists():
-            shutil.rmtree(target)
         os.replace(tmp, target)
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
+        tmp.unlink(missing_ok=True)
 
 
 def write_mp4(frames: Iterable[np.ndarray], path: str | Path, size: tuple[int, int], fps: float,
-              num_frames: int, audio: Optional[Audio] = None) -> None:
+              num_frames: int, audio: Optional[AudioSource] = None) -> None:
     """Encode `num_frames` RGB frames with a soundtrack of exactly num_frames/fps seconds
-    (silence when there is no audio), so every clip has one video and one audio stream."""
+    (silence when there is no audio), so every clip has one video and one audio stream. The
+    soundtrack goes to the encoder through a temporary WAV written a chunk at a time, so
+    memory does not grow with the clip."""
     width, height = size
     check_video_size(width, height)
     target = Path(path)
-    duration = num_frames / fps
-    with tempfile.TemporaryDirectory() as scratch, _staged(target, is_dir=False) as tmp:
+    soundtrack = fit_length(audio if audio is not None else Audio(np.zeros(0, np.float32), 16000), num_frames / fps)
+    frames = iter(frames)
+    first = next(frames, None)  # made before the encoder starts: a failure here leaves no encoder behind
+    with _staged(target) as tmp, tempfile.TemporaryDirectory() as scratch:
         wav = Path(scratch) / "audio.wav"
-        rate = audio.sample_rate if audio is not None else 16000
-        samples = np.zeros(int(round(duration * rate)), np.float32)
-        if audio is not None:
-            keep = min(len(samples), len(audio.samples))
-            samples[:keep] = audio.samples[:keep]
-        save_wav(Audio(samples, rate), wav)
+        save_wav(soundtrack, wav)
         writer = imageio_ffmpeg.write_frames(
             str(tmp), (width, height), fps=fps, codec="libx264", pix_fmt_out="yuv420p", quality=8,
             macro_block_size=1, ffmpeg_log_level="error", audio_path=str(wav), audio_codec="aac",
-            output_params=["-movflags", "+faststart", "-fps_mode", "cfr", "-f", "mp4"],
+            output_params=["-movflags", "+faststart", "-fps_mode", "cfr", "-metadata",
+                           f"comment=made by {MP4_TAG.decode()}", "-f", "mp4"],
         )
         writer.send(None)
         written = 0
         try:
-            for frame in frames:
+            for frame in itertools.chain([] if first is None else [first], frames):
                 writer.send(np.ascontiguousarray(frame))
                 written += 1
         finally:
@@ -81,14 +90,14 @@ def write_mp4(frames: Iterable[np.ndarray], path: str | Path, size: tuple[int, i
 
 def write_png(image: np.ndarray, path: str | Path) -> None:
     """One PNG, written to a temporary name and renamed when complete."""
-    with _staged(Path(path), is_dir=False) as tmp:
+    with _staged(Path(path)) as tmp:
         iio.imwrite(tmp, image, extension=".png")
 
 
-def write_png_folder(frames: Iterable[np.ndarray], folder: str | Path, audio: Optional[Audio] = None) -> int:
+def write_png_folder(frames: Iterable[np.ndarray], folder: str | Path, audio: Optional[AudioSource] = None) -> int:
     """frame_00000.png … in a folder that appears complete or not at all (with audio.wav)."""
     count = 0
-    with _staged(Path(folder), is_dir=True) as tmp:
+    with staged_folder(Path(folder), "PNG frames") as tmp:
         for count, frame in enumerate(frames, 1):
             iio.imwrite(tmp / f"frame_{count - 1:05d}.png", frame)
         if audio is not None:

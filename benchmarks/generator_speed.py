@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from transformers import Wav2Vec2Config, Wav2Vec2Model
 
+from models.audio import Audio
 from models.blendshapes import BlendshapeModel
 from models.generator import GeneratorConfig, LearnedDriver, SpeechGenerator
 
@@ -41,7 +42,7 @@ def timed(driver: LearnedDriver, audio: np.ndarray, repeats: int) -> tuple[float
     neutral = np.zeros((round(FPS * len(audio) / RATE), len(driver.emotion_names)), np.float32)
     for _ in range(repeats):
         start = time.perf_counter()
-        features = driver.features(audio, RATE, FPS)
+        features = driver.features(Audio(audio, RATE), FPS)
         middle = time.perf_counter()
         driver.generate(features, neutral)
         feature_s.append(middle - start)

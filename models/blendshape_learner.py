@@ -8,8 +8,8 @@ every clip, so nothing but the loss says which set explains what:
   w_A on expression clips). Without it the split between the sets is arbitrary; with it each
   set takes its own domain's motion, while the other set may still explain the small secondary
   motion (a sparse penalty allows a little use);
-- weights are non-negative (softplus), like blendshape sliders, and each basis vector is kept at a
-  fixed norm, so the L1 penalty cannot be dodged by growing a basis and shrinking its weights.
+- each basis vector is kept at a fixed norm, so the L1 penalty cannot be dodged by growing a
+  basis and shrinking its weights (the weights themselves are unconstrained, of either sign).
 Only the vertices that move somewhere in the data are learned; the others stay still. The
 encoders and the decoder work in the data's principal subspace, whitened: every principal
 direction of the motion gets unit spread, so a 1-mm eyelid movement is learned as carefully

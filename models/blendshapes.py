@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, InitVar, dataclass, field, fields
 from typing import BinaryIO, Self
-from zipfile import BadZipFile
 
 import numpy as np
 
-from models.files import atomic_write
 from models.emotion import check_emotions
 from models.errors import InputError
+from models.files import atomic_write, csv_cell
+from models.limits import (
+    MAX_COORDINATE, MAX_DURATION_S, MAX_FLAME_PARAMETER, MAX_FPS, MAX_NAME_CHARS, MAX_NAMES, MAX_WEIGHT, MIN_FPS,
+)
+from models.npz import checked_float32, read_npz
 
 FLAME_EXPR = 100
 FLAME_PARAMS = FLAME_EXPR + 3  # expression coefficients, then jaw_pose xyz (axis-angle)
@@ -26,28 +30,30 @@ FORMAT_VERSION = 1
 
 
 def _names(source: str, key: str, value: Sequence[str] | np.ndarray) -> tuple[str, ...]:
-    """Names as a tuple of distinct non-empty strings (from a string array or any sequence)."""
+    """Names as a tuple of distinct, short, printable strings (from a string array or any sequence):
+    they become sliders, CSV columns and parts of messages."""
     if isinstance(value, np.ndarray) and (value.ndim != 1 or value.dtype.kind != "U"):
         raise InputError(f"{source}: {key} must be a 1-D string array, got {value.dtype} {value.shape}")
+    if len(value) > MAX_NAMES:
+        raise InputError(f"{source}: {key} holds {len(value)} names, more than {MAX_NAMES}")
     names = tuple(value)
-    if not all(isinstance(name, str) and name for name in names):
-        raise InputError(f"{source}: {key} must be non-empty strings")
+    if not all(isinstance(name, str) and 0 < len(name) <= MAX_NAME_CHARS and name.isprintable() for name in names):
+        raise InputError(f"{source}: {key} must be non-empty strings of printable characters, "
+                         f"at most {MAX_NAME_CHARS} each")
     if len(set(names)) != len(names):
         raise InputError(f"{source}: {key} has duplicates")
     return tuple(str(name) for name in names)
 
 
-def _array(source: str, key: str, value: np.ndarray, shape: tuple[int | None, ...]) -> np.ndarray:
-    """A finite float32 array of the expected shape (None matches any length)."""
+def _array(source: str, key: str, value: np.ndarray, shape: tuple[int | None, ...], bound: float) -> np.ndarray:
+    """A float32 array of the expected shape (None matches any length), finite and within ±bound."""
     array = np.asarray(value)
     if array.dtype.kind not in "fiu":
         raise InputError(f"{source}: {key} must be numeric, got {array.dtype}")
     if array.ndim != len(shape) or any(w is not None and w != n for w, n in zip(shape, array.shape)):
         wanted = "(" + ", ".join("T" if w is None else str(w) for w in shape) + ")"
         raise InputError(f"{source}: {key} has shape {array.shape}, expected {wanted}")
-    if not np.isfinite(array).all():
-        raise InputError(f"{source}: {key} contains NaN or infinite values")
-    return array.astype(np.float32)
+    return checked_float32(array, f"{source}: {key}", bound)
 
 
 def _distinct(source: str, speech_names: tuple[str, ...], expression_names: tuple[str, ...]) -> None:
@@ -58,33 +64,17 @@ def _distinct(source: str, speech_names: tuple[str, ...], expression_names: tupl
 
 
 def _finite_number(source: str, key: str, value: float) -> float:
+    """One real number (not an array, not text), finite."""
     try:
-        number = float(np.asarray(value))
-    except (TypeError, ValueError):
-        number = float("nan")
-    if not np.isfinite(number):
-        raise InputError(f"{source}: {key} {value!r} is not a finite number")
+        array = np.asarray(value)
+    except Exception:  # an object numpy cannot take
+        array = np.asarray(None)
+    if array.shape != () or array.dtype.kind not in "iuf":
+        raise InputError(f"{source}: {key} must be one number, got {array.dtype} of shape {array.shape}")
+    number = float(array)
+    if not math.isfinite(number):
+        raise InputError(f"{source}: {key} {number} is not a finite number")
     return number
-
-
-def _read_npz(path: str | os.PathLike, keys: Sequence[str], optional: Sequence[str] = ()) -> dict[str, np.ndarray]:
-    """The listed arrays of an .npz file (`optional` ones only when present), refusing pickled objects."""
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise InputError(f"{path}: file does not exist") from None
-    except (ValueError, OSError, EOFError, BadZipFile) as err:
-        raise InputError(f"{path}: not an .npz archive ({err})") from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise InputError(f"{path}: a single .npy array, not an .npz archive")
-    with archive:
-        missing = [key for key in keys if key not in archive.files and key not in optional]
-        if missing:
-            raise InputError(f"{path}: missing key(s) {', '.join(missing)}")
-        try:
-            return {key: archive[key] for key in keys if key in archive.files}
-        except (ValueError, OSError, EOFError, BadZipFile) as err:
-            raise InputError(f"{path}: unreadable array, or pickled objects ({err})") from None
 
 
 def _storable(value: object) -> np.ndarray:
@@ -99,8 +89,12 @@ class _NpzRecord:
     @classmethod
     def load(cls, path: str | os.PathLike) -> Self:
         """Read and validate; problems raise InputError naming the file."""
-        optional = [f.name for f in fields(cls) if f.default is not MISSING or f.default_factory is not MISSING]
-        return cls(**_read_npz(path, [f.name for f in fields(cls)], optional), source=str(path))
+        arrays = read_npz(path, [f.name for f in fields(cls)])
+        missing = [f.name for f in fields(cls)
+                   if f.name not in arrays and f.default is MISSING and f.default_factory is MISSING]
+        if missing:
+            raise InputError(f"{path}: missing key(s) {', '.join(missing)}")
+        return cls(**arrays, source=str(path))
 
     def save(self, path: str | os.PathLike) -> None:
         """Write atomically (temporary file, then rename)."""
@@ -131,30 +125,32 @@ class BlendshapeModel(_NpzRecord):
     def __post_init__(self, source: str) -> None:
         version = np.asarray(self.format_version)
         if version.shape != () or version.dtype.kind not in "iu" or int(version) != FORMAT_VERSION:
-            raise InputError(f"{source}: format_version {self.format_version} is not {FORMAT_VERSION}")
+            raise InputError(f"{source}: format_version is not the integer {FORMAT_VERSION}")
         self.format_version = FORMAT_VERSION
         self.speech_names = _names(source, "speech_names", self.speech_names)
         self.expression_names = _names(source, "expression_names", self.expression_names)
         self.emotion_names = _names(source, "emotion_names", self.emotion_names)
         self.region_names = _names(source, "region_names", self.region_names)
         _distinct(source, self.speech_names, self.expression_names)
-        self.template = _array(source, "template", self.template, (None, 3))
+        self.template = _array(source, "template", self.template, (None, 3), MAX_COORDINATE)
         ks, ke = len(self.speech_names), len(self.expression_names)
         v = self.template.shape[0]
+        if v == 0:
+            raise InputError(f"{source}: template has no vertices")
         shapes = {
-            "speech_basis": (ks, v, 3),
-            "expression_basis": (ke, v, 3),
-            "speech_to_flame": (ks, FLAME_PARAMS),
-            "expression_to_flame": (ke, FLAME_PARAMS),
-            "emotion_profiles": (len(self.emotion_names), ke),
-            "speech_mapping_error": (ks,),
-            "expression_mapping_error": (ke,),
-            "region_masks": (len(self.region_names), v),
+            "speech_basis": ((ks, v, 3), MAX_COORDINATE),
+            "expression_basis": ((ke, v, 3), MAX_COORDINATE),
+            "speech_to_flame": ((ks, FLAME_PARAMS), MAX_FLAME_PARAMETER),
+            "expression_to_flame": ((ke, FLAME_PARAMS), MAX_FLAME_PARAMETER),
+            "emotion_profiles": ((len(self.emotion_names), ke), MAX_WEIGHT),
+            "speech_mapping_error": ((ks,), MAX_COORDINATE),
+            "expression_mapping_error": ((ke,), MAX_COORDINATE),
+            "region_masks": ((len(self.region_names), v), MAX_WEIGHT),
         }
         if not self.region_names and np.asarray(self.region_masks).size == 0:
             self.region_masks = np.zeros((0, v), np.float32)
-        for key, shape in shapes.items():
-            setattr(self, key, _array(source, key, getattr(self, key), shape))
+        for key, (shape, bound) in shapes.items():
+            setattr(self, key, _array(source, key, getattr(self, key), shape, bound))
 
     def expression_weights(self, emotions: Mapping[str, float] | np.ndarray, frames: int) -> np.ndarray:
         """(T, Ke) expression weights: Σ intensity · profile.
@@ -171,7 +167,7 @@ class BlendshapeModel(_NpzRecord):
                 intensity[self.emotion_names.index(name)] = _finite_number("emotion", name, value)
             return np.tile(intensity @ self.emotion_profiles, (frames, 1))
         shape = (frames, len(self.emotion_names))
-        intensity = _array("expression_weights", "emotion intensities", emotions, shape)
+        intensity = _array("expression_weights", "emotion intensities", emotions, shape, MAX_WEIGHT)
         return intensity @ self.emotion_profiles
 
     def to_flame(
@@ -207,9 +203,9 @@ class BlendshapeModel(_NpzRecord):
         expression_part: np.ndarray,
     ) -> np.ndarray:
         """gs·Ws·speech_part + ge·We·expression_part, after checking weights and gains."""
-        speech = _array("blendshape weights", "speech weights", speech_w, (None, len(self.speech_names)))
+        speech = _array("blendshape weights", "speech weights", speech_w, (None, len(self.speech_names)), MAX_WEIGHT)
         shape = (speech.shape[0], len(self.expression_names))
-        expression = _array("blendshape weights", "expression weights", expr_w, shape)
+        expression = _array("blendshape weights", "expression weights", expr_w, shape, MAX_WEIGHT)
         gs = _finite_number("blendshape weights", "speech gain", speech_gain)
         ge = _finite_number("blendshape weights", "expression gain", expression_gain)
         speech_term = np.tensordot(speech, speech_part, 1)
@@ -229,14 +225,17 @@ class WeightSequence(_NpzRecord):
 
     def __post_init__(self, source: str) -> None:
         self.fps = _finite_number(source, "fps", self.fps)
-        if self.fps <= 0:
-            raise InputError(f"{source}: fps {self.fps} is not positive")
+        if not MIN_FPS <= self.fps <= MAX_FPS:
+            raise InputError(f"{source}: fps {self.fps:g} is outside {MIN_FPS:g}..{MAX_FPS:g}")
         self.speech_names = _names(source, "speech_names", self.speech_names)
         self.expression_names = _names(source, "expression_names", self.expression_names)
         _distinct(source, self.speech_names, self.expression_names)
-        self.speech = _array(source, "speech", self.speech, (None, len(self.speech_names)))
+        self.speech = _array(source, "speech", self.speech, (None, len(self.speech_names)), MAX_WEIGHT)
         shape = (self.speech.shape[0], len(self.expression_names))
-        self.expression = _array(source, "expression", self.expression, shape)
+        self.expression = _array(source, "expression", self.expression, shape, MAX_WEIGHT)
+        if len(self.speech) / self.fps > MAX_DURATION_S:
+            raise InputError(f"{source}: {len(self.speech)} frames at {self.fps:g} fps last longer than "
+                             f"{MAX_DURATION_S / 3600:g} hours")
 
     def check_against(self, model: BlendshapeModel) -> None:
         """The weights must name exactly the model's blendshapes, in its order."""
@@ -258,7 +257,7 @@ class WeightSequence(_NpzRecord):
         def write(handle: BinaryIO) -> None:
             with io.TextIOWrapper(handle, encoding="utf-8", newline="") as text:
                 rows = csv.writer(text)
-                rows.writerow(("time", *self.speech_names, *self.expression_names))
+                rows.writerow(map(csv_cell, ("time", *self.speech_names, *self.expression_names)))
                 rows.writerows([f"{value:.9g}" for value in row] for row in table)
 
         atomic_write(path, write)

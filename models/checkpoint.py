@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
-from models.errors import InputError
-from models.files import atomic_write
+from models.errors import InputError, error_detail
+from models.files import atomic_write, check_input_file, read_json_file
+from models.npz import check_array_bytes
 
 CHECKPOINT_VERSION = 1
 FORMAT = "talking-head-studio checkpoint"
@@ -72,19 +72,19 @@ def save_checkpoint(
     atomic_write(directory / CONFIG_FILE, lambda handle: handle.write(header.encode("utf-8")))
 
 
+def _existing_file(path: Path, what: str) -> Path:
+    """`path` checked to be a regular file, with the message checkpoints give for a missing one."""
+    if not path.exists():
+        raise InputError(f"{path}: missing; {path.parent} is not a (complete) checkpoint")
+    return check_input_file(path, what)
+
+
 def read_header(directory: str | os.PathLike, kind: str) -> dict:
     """config.json's config after checking it is our format, this kind and this version."""
     path = Path(directory) / CONFIG_FILE
     if not Path(directory).is_dir():
         raise InputError(f"{directory}: checkpoint directory does not exist")
-    try:
-        header = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{path}: missing; {directory} is not a (complete) checkpoint") from None
-    except OSError as err:
-        raise InputError(f"{path}: cannot read ({err.strerror})") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise InputError(f"{path}: not valid JSON ({err})") from None
+    header = read_json_file(_existing_file(path, "checkpoint config"), "checkpoint config")
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise InputError(f"{path}: not a {FORMAT} config")
     if header.get("kind") != kind:
@@ -101,41 +101,56 @@ def read_header(directory: str | os.PathLike, kind: str) -> dict:
 def load_checkpoint(directory: str | os.PathLike, kind: str) -> Checkpoint:
     """Read a checkpoint of `kind`; any problem is an InputError naming the file."""
     config = read_header(directory, kind)
-    path = Path(directory) / WEIGHTS_FILE
-    if not path.is_file():
-        raise InputError(f"{path}: missing; the checkpoint has no weights")
+    path = _existing_file(Path(directory) / WEIGHTS_FILE, "weights file")
     try:
+        check_array_bytes(path.stat().st_size, str(path), "a checkpoint's weights")
         tensors = load_file(path)
-    except (SafetensorError, OSError, ValueError) as err:
-        raise InputError(f"{path}: not a readable safetensors file ({err})") from None
+    except InputError:
+        raise
+    except Exception as err:  # safetensors: header too large, bad JSON or dtype, truncated; I/O
+        raise InputError(f"{path}: not a readable safetensors file ({error_detail(err)})") from None
     return Checkpoint(config=config, tensors=tensors, training_state=load_training_state(directory))
 
 
 def load_training_state(directory: str | os.PathLike) -> dict | None:
     """training_state.pt (tensors and plain containers only), or None when there is none."""
     path = Path(directory) / STATE_FILE
-    if not path.is_file():
+    if not path.exists():
         return None
+    check_input_file(path, "training state")
     try:
+        check_array_bytes(path.stat().st_size, str(path), "a training state")
         state: Any = torch.load(path, map_location="cpu", weights_only=True)
+    except InputError:
+        raise
     except Exception as err:  # any unpickling failure means the file is unusable
-        raise InputError(f"{path}: not a readable training state ({type(err).__name__}: {err})") from None
+        # torch explains a refused global in a long text; the line naming it is what helps
+        named = [line for line in str(err).splitlines() if "GLOBAL" in line]
+        detail = error_detail(type(err)(named[0]) if named else err)
+        raise InputError(f"{path}: not a readable training state ({detail})") from None
     if not isinstance(state, dict):
         raise InputError(f"{path}: training state is a {type(state).__name__}, expected a dict")
     return state
 
 
-def restore(module: torch.nn.Module, checkpoint: Checkpoint, source: str) -> None:
-    """Load the checkpoint's weights into `module`, refusing any difference in keys or shapes."""
+def check_architecture(module: torch.nn.Module, checkpoint: Checkpoint, source: str) -> None:
+    """Refuse any difference in keys or shapes between the module and the checkpoint. The
+    module may live on the meta device, so a config is checked before memory is spent on it."""
     own = module.state_dict()
     saved = checkpoint.tensors
     problems = [f"{key} is missing" for key in sorted(own.keys() - saved.keys())]
     problems += [f"{key} is unexpected" for key in sorted(saved.keys() - own.keys())]
     problems += [
-        f"{key} has shape {tuple(saved[key].shape)}, the module {tuple(own[key].shape)}"
+        f"{key} is {str(saved[key].dtype).removeprefix('torch.')} of shape {tuple(saved[key].shape)}, "
+        f"the module {str(own[key].dtype).removeprefix('torch.')} of shape {tuple(own[key].shape)}"
         for key in sorted(own.keys() & saved.keys())
-        if saved[key].shape != own[key].shape
+        if saved[key].shape != own[key].shape or saved[key].dtype != own[key].dtype
     ]
     if problems:
         raise InputError(f"{source} was saved by a different architecture: {'; '.join(problems)}")
-    module.load_state_dict(saved, strict=True)
+
+
+def restore(module: torch.nn.Module, checkpoint: Checkpoint, source: str) -> None:
+    """Load the checkpoint's weights into `module`, refusing any difference in keys or shapes."""
+    check_architecture(module, checkpoint, source)
+    module.load_state_dict(checkpoint.tensors, strict=True)

@@ -14,6 +14,7 @@ import operator
 import os
 import pickle
 import re
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +22,12 @@ from pathlib import Path
 import numpy as np
 
 from models.audio import Audio
-from models.errors import InputError
-from models.files import atomic_write
+from models.errors import InputError, error_detail
+from models.files import atomic_write, check_input_file, read_text_file
+from models.limits import (
+    MAX_ARRAY_BYTES, MAX_CHANNELS, MAX_COORDINATE, MAX_DURATION_S, MAX_NAME_CHARS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE,
+)
+from models.npz import check_array_bytes, checked_float32, plain_array, read_npy
 from models.safe_pickle import load_pickle
 
 VOCASET_FPS = 60.0
@@ -65,6 +70,7 @@ _PLY_TYPES = {
     "float": "f4", "float32": "f4", "double": "f8", "float64": "f8",
 }
 _PLY_FORMATS = {"ascii": None, "binary_little_endian": "<", "binary_big_endian": ">"}
+_PLY_HEADER_BYTES = 1 << 16  # real PLY headers are a few hundred bytes
 
 
 @dataclass
@@ -125,34 +131,40 @@ def load_vocaset(
         raise InputError(f"VOCASET stride {stride!r} is not a positive integer")
     index_path, audio_path, templates_path = (
         root / "subj_seq_to_idx.pkl", root / "raw_audio_fixed.pkl", root / "templates.pkl")
-    index = _nested_dict(load_pickle(index_path), str(index_path), depth=2)
-    templates = _nested_dict(load_pickle(templates_path), str(templates_path), depth=0)
-    audio_table = _nested_dict(load_pickle(audio_path), str(audio_path), depth=1) if audio_path.exists() else {}
+    index = _nested_dict(load_pickle(index_path), str(index_path), depth=2, names=2)
+    templates = _nested_dict(load_pickle(templates_path), str(templates_path), depth=0, names=1)
+    audio_table = (_nested_dict(load_pickle(audio_path), str(audio_path), depth=1, names=2)
+                   if audio_path.exists() else {})
     label_table = _read_labels(root / "labels.csv", index) if labels and (root / "labels.csv").exists() else {}
     chosen = sorted(index) if subjects is None else list(subjects)
     for subject in chosen:
         if subject not in index:
-            raise InputError(f"{index_path}: has no subject {subject!r}; it holds {', '.join(sorted(index))}")
-    data = _open_verts(root / "data_verts.npy")
+            held = ", ".join(sorted(index)[:10]) + (", ..." if len(index) > 10 else "")
+            raise InputError(f"{index_path}: has no subject {subject!r}; it holds {held}")
+    verts_path = root / "data_verts.npy"
+    data = _open_verts(verts_path)
     count, n_vertices = data.shape[0], data.shape[1]
-    sequences = []
+    plan = []
     for subject in chosen:
-        template = _subject_template(templates, subject, templates_path, n_vertices)
         for sentence in sorted(index[subject]):
-            where = f"{subject}/{sentence}"
-            rows = _frame_rows(index[subject][sentence], index_path, where)
+            rows = _frame_rows(index[subject][sentence], index_path, f"{subject}/{sentence}")
             bad = [row for row in rows if not 0 <= row < count]
             if bad:
-                raise InputError(f"{index_path}: {where} points at row {bad[0]}, but {root / 'data_verts.npy'} "
+                raise InputError(f"{index_path}: {subject}/{sentence} points at row {bad[0]}, but {verts_path} "
                                  f"holds {count} rows")
-            vertices = np.asarray(data[rows[::stride]], dtype=np.float32)
-            if not np.isfinite(vertices).all():
-                raise InputError(f"{root / 'data_verts.npy'}: NaN or infinite vertices in {where}")
-            emotion, intensity = label_table.get((subject, sentence), (None, 1.0))
-            sequences.append(MeshSequence(
-                name=where, vertices=vertices, template=template, fps=VOCASET_FPS / stride,
-                audio=_sentence_audio(audio_table, subject, sentence, audio_path),
-                emotion=emotion, intensity=intensity))
+            plan.append((subject, sentence, rows[::stride]))
+    _check_copy(plan, count, n_vertices, index_path, verts_path)
+    subject_templates = {subject: _subject_template(templates, subject, templates_path, n_vertices)
+                         for subject in chosen}
+    sequences = []
+    for subject, sentence, rows in plan:
+        where = f"{subject}/{sentence}"
+        emotion, intensity = label_table.get((subject, sentence), (None, 1.0))
+        sequences.append(MeshSequence(
+            name=where, vertices=_coordinates(data[rows], f"{verts_path}: vertices of {where}"),
+            template=subject_templates[subject], fps=VOCASET_FPS / stride,
+            audio=_sentence_audio(audio_table, subject, sentence, audio_path),
+            emotion=emotion, intensity=intensity))
     return sequences
 
 
@@ -210,36 +222,55 @@ def write_vocaset(root: str | os.PathLike, sequences: Iterable[MeshSequence], fp
     atomic_write(root / "labels.csv", lambda handle: handle.write(text.getvalue().encode("utf-8")))
 
 
-def _nested_dict(value: object, where: str, depth: int) -> dict:
-    """Check a pickle holds dicts `depth + 1` levels deep, so later lookups cannot crash obscurely."""
+def _nested_dict(value: object, where: str, depth: int, names: int) -> dict:
+    """Check a pickle holds dicts `depth + 1` levels deep whose first `names` levels are keyed
+    by names, so later lookups, sorting and messages cannot go wrong."""
     if not isinstance(value, dict):
         raise InputError(f"{where}: expected a dict, found {type(value).__name__}")
+    if names > 0 and not all(isinstance(key, str) and 0 < len(key) <= MAX_NAME_CHARS and key.isprintable()
+                             for key in value):
+        raise InputError(f"{where}: has a key that is not a name (printable text, at most "
+                         f"{MAX_NAME_CHARS} characters)")
     if depth > 0:
         for key, inner in value.items():
-            _nested_dict(inner, f"{where} [{key!r}]", depth - 1)
+            _nested_dict(inner, f"{where} [{key!r}]", depth - 1, names - 1)
     return value
 
 
+def _coordinates(values: np.ndarray, where: str) -> np.ndarray:
+    """Vertex positions as float32, finite and within MAX_COORDINATE metres."""
+    return checked_float32(values, where, MAX_COORDINATE)
+
+
 def _open_verts(path: Path) -> np.ndarray:
-    try:
-        data = np.load(path, mmap_mode="r", allow_pickle=False)
-    except FileNotFoundError:
-        raise InputError(f"{path}: file does not exist") from None
-    except (ValueError, OSError) as err:
-        raise InputError(f"{path}: not a readable .npy array ({err})") from None
-    if data.ndim != 3 or data.shape[2] != 3 or not np.issubdtype(data.dtype, np.number):
+    """data_verts.npy memory-mapped after its header is checked against the file's size."""
+    if not path.exists():
+        raise InputError(f"{path}: file does not exist")
+    data = read_npy(path, "VOCASET vertex file", mmap=True)
+    if data.ndim != 3 or data.shape[2] != 3 or data.dtype.kind not in "iuf":
         raise InputError(f"{path}: expected numeric (frames, V, 3) vertices, got {data.dtype} {data.shape}")
     return data
+
+
+def _check_copy(plan: list[tuple[str, str, list[int]]], count: int, n_vertices: int,
+                index_path: Path, verts_path: Path) -> None:
+    """The rows the sequences copy must fit memory: an index may name one row millions of times."""
+    frame_bytes = n_vertices * 3 * 4
+    copied = sum(len(rows) for _, _, rows in plan) * frame_bytes
+    if copied > max(MAX_ARRAY_BYTES, count * frame_bytes):
+        raise InputError(f"{index_path}: its sequences name rows of {verts_path.name} over and over; copying "
+                         f"them would take {copied >> 20} MiB, more than the data itself and over "
+                         f"{MAX_ARRAY_BYTES >> 30} GiB")
 
 
 def _subject_template(templates: dict, subject: str, path: Path, n_vertices: int) -> np.ndarray:
     if subject not in templates:
         raise InputError(f"{path}: has no template for subject {subject}")
-    template = np.asarray(templates[subject])
-    if template.shape != (n_vertices, 3) or not np.issubdtype(template.dtype, np.number):
+    template = plain_array(templates[subject], f"{path}: template of {subject}")
+    if template.shape != (n_vertices, 3) or template.dtype.kind not in "iuf":
         raise InputError(f"{path}: template of {subject} has shape {template.shape}, but the vertex data "
                          f"has {n_vertices} vertices per frame")
-    return template.astype(np.float32)
+    return _coordinates(template, f"{path}: template of {subject}")
 
 
 def _frame_rows(frames: dict, path: Path, where: str) -> list[int]:
@@ -257,21 +288,26 @@ def _sentence_audio(table: dict, subject: str, sentence: str, path: Path) -> Aud
     entry = table.get(subject, {}).get(sentence)
     if entry is None:
         return None
+    where = f"{path}: {subject}/{sentence}"
     if not isinstance(entry, dict) or "audio" not in entry or "sample_rate" not in entry:
-        raise InputError(f"{path}: {subject}/{sentence} is not a dict with 'audio' and 'sample_rate'")
+        raise InputError(f"{where} is not a dict with 'audio' and 'sample_rate'")
+    rate = plain_array(entry["sample_rate"], f"{where}: sample_rate")
+    if rate.shape != () or rate.dtype.kind not in "iuf" or not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE or rate % 1:
+        raise InputError(f"{where}: sample_rate must be a whole number of Hz in {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE}")
+    samples = plain_array(entry["audio"], f"{where}: audio")
+    if samples.ndim == 2 and samples.shape[1] > MAX_CHANNELS:
+        raise InputError(f"{where}: audio has {samples.shape[1]} channels, more than {MAX_CHANNELS}")
+    if samples.ndim and len(samples) / rate > MAX_DURATION_S:
+        raise InputError(f"{where}: audio lasts longer than {MAX_DURATION_S / 3600:g} hours")
     try:
-        return Audio(np.asarray(entry["audio"]), entry["sample_rate"])
+        return Audio(samples, int(rate))
     except InputError as err:
-        raise InputError(f"{path}: {subject}/{sentence}: {err}") from None
+        raise InputError(f"{where}: {err}") from None
 
 
 def _read_labels(path: Path, index: dict) -> dict[tuple[str, str], tuple[str | None, float]]:
     """labels.csv rows → {(subject, sentence): (emotion or None for neutral, intensity)}."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as err:
-        raise InputError(f"{path}: cannot read ({err})") from None
-    reader = csv.DictReader(io.StringIO(text))
+    reader = csv.DictReader(io.StringIO(read_text_file(path, "labels file", encoding="utf-8-sig")))
     missing = [column for column in _LABEL_COLUMNS if column not in (reader.fieldnames or ())]
     if missing:
         raise InputError(f"{path}: missing column(s) {', '.join(missing)}; expected {','.join(_LABEL_COLUMNS)}")
@@ -365,17 +401,14 @@ def load_mesh_sequence(path: str | os.PathLike, fps: float, template: np.ndarray
     if path.is_dir():
         vertices = _read_ply_sequence(path)
     elif path.suffix.lower() == ".npy":
-        try:
-            vertices = np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as err:
-            raise InputError(f"{path}: not a readable .npy array ({err})") from None
+        vertices = read_npy(path, "vertex file")
         if vertices.ndim != 3 or vertices.shape[0] == 0 or vertices.shape[2] != 3:
             raise InputError(f"{path}: expected (frames, V, 3) vertices, got shape {vertices.shape}")
-        if not np.issubdtype(vertices.dtype, np.number) or not np.isfinite(vertices).all():
-            raise InputError(f"{path}: vertices must be finite numbers")
+        if vertices.dtype.kind not in "iuf":
+            raise InputError(f"{path}: vertices must be numbers, not {vertices.dtype}")
+        vertices = _coordinates(vertices, f"{path}: vertices")
     else:
         raise InputError(f"{path}: expected a .npy file or a folder of .ply frames")
-    vertices = vertices.astype(np.float32)
     if template is None:
         template = vertices[0].copy()
     elif np.shape(template) != vertices.shape[1:]:
@@ -419,13 +452,15 @@ def _read_ply_sequence(folder: Path) -> np.ndarray:
 def _read_ply_vertices(path: Path) -> np.ndarray:
     """Vertex positions (V, 3) float32 from an ascii or binary PLY; other properties and
     elements after the vertices (faces) are skipped."""
+    path = check_input_file(path, "PLY mesh")
     try:
+        check_array_bytes(path.stat().st_size, str(path), "one mesh file")
         raw = path.read_bytes()
     except OSError as err:
         raise InputError(f"{path}: cannot read ({err.strerror or err})") from None
     header, offset = [], 0
     while not header or header[-1] != ["end_header"]:
-        end = raw.find(b"\n", offset)
+        end = raw.find(b"\n", offset, _PLY_HEADER_BYTES)
         if end < 0:
             raise InputError(f"{path}: not a PLY file with a complete header")
         header.append(raw[offset:end].decode("ascii", "replace").split())
@@ -441,16 +476,16 @@ def _read_ply_vertices(path: Path) -> np.ndarray:
         elif words[0] == "element" and len(words) == 3:
             element = words[1]
             if element == "vertex":
-                count = int(words[2]) if words[2].isdigit() else -1
+                count = int(words[2]) if words[2].isdigit() and len(words[2]) <= 18 else -1
             elif count is None:
-                raise InputError(f"{path}: element '{element}' before 'vertex' is not supported")
+                raise InputError(f"{path}: element {element[:40]!r} before 'vertex' is not supported")
         elif words[0] == "property" and element == "vertex":
             if words[1] == "list" or words[1] not in _PLY_TYPES or len(words) != 3:
-                raise InputError(f"{path}: vertex property '{' '.join(words[1:])}' is not a scalar PLY type")
+                raise InputError(f"{path}: vertex property {' '.join(words[1:])[:60]!r} is not a scalar PLY type")
             props.append((words[2], _PLY_TYPES[words[1]]))
     body = raw[offset:]
     if fmt not in _PLY_FORMATS:
-        raise InputError(f"{path}: PLY format {fmt!r} is not ascii or binary")
+        raise InputError(f"{path}: PLY format {fmt and fmt[:40]!r} is not ascii or binary")
     if count is None or count < 0:
         raise InputError(f"{path}: PLY has no valid vertex element")
     names = [name for name, _ in props]
@@ -465,22 +500,26 @@ def _read_ply_vertices(path: Path) -> np.ndarray:
             raise InputError(f"{path}: truncated: header says {count} vertices, the file holds fewer")
         records = np.frombuffer(body, dtype=dtype, count=count)
         table = np.stack([records[f"p{i}"].astype(np.float64) for i in columns], axis=1)
-    if not np.isfinite(table).all():
-        raise InputError(f"{path}: NaN or infinite vertex coordinates")
-    return table.astype(np.float32)
+    return _coordinates(table, f"{path}: vertex coordinates")
 
 
 def _ascii_vertices(path: Path, body: bytes, count: int, width: int) -> np.ndarray:
-    rows = [line.split() for line in body.decode("ascii", "replace").splitlines() if line.strip()][:count]
-    if len(rows) < count:
-        raise InputError(f"{path}: truncated: header says {count} vertices, the file holds {len(rows)}")
-    bad = next((i for i, row in enumerate(rows) if len(row) != width), None)
-    if bad is not None:
-        raise InputError(f"{path}: vertex {bad} has {len(rows[bad])} values, the header declares {width}")
+    """The first `count` non-empty lines as numbers; numpy's parser stops there and holds only
+    the numbers, whatever the rest of the file is."""
+    if count == 0:
+        return np.zeros((0, width))
     try:
-        return np.array(rows, dtype=np.float64).reshape(count, width)
-    except ValueError:
-        raise InputError(f"{path}: vertex values are not all numbers") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # numpy notes that empty lines do not count
+            table = np.loadtxt(io.BytesIO(body), dtype=np.float64, comments=None, max_rows=count, ndmin=2,
+                               encoding="latin-1")
+    except ValueError as err:
+        raise InputError(f"{path}: vertex values are not all numbers, {width} per line ({error_detail(err)})") from None
+    if len(table) < count:
+        raise InputError(f"{path}: truncated: header says {count} vertices, the file holds {len(table)}")
+    if table.shape[1] != width:
+        raise InputError(f"{path}: vertices have {table.shape[1]} values, the header declares {width}")
+    return table
 
 
 def _binary_ply(vertices: np.ndarray, faces: np.ndarray) -> bytes:

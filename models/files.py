@@ -2,14 +2,20 @@
 sees a half-written one."""
 from __future__ import annotations
 
+import itertools
+import json
 import os
+import re
 import stat
 import tempfile
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import Any, BinaryIO, Callable, Optional
 
-from models.errors import InputError
-from models.limits import MAX_TEXT_BYTES
+from models.errors import InputError, error_detail
+from models.limits import MAX_NESTING, MAX_TEXT_BYTES
+
+_NOT_BRACKETS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?|[^"\[\]{}]+', re.DOTALL)  # strings and the rest
+_DEPTH_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -25,6 +31,8 @@ def check_input_file(path: str | os.PathLike, what: str = "file") -> Path:
         raise InputError(f"{path}: no such {what}") from None
     except OSError as err:
         raise InputError(f"{path}: cannot read ({err.strerror or err})") from None
+    except ValueError:  # a NUL byte or an unencodable character in the name
+        raise InputError(f"{path!r}: not a usable file name") from None
     if stat.S_ISDIR(mode):
         raise InputError(f"{path}: is a folder, not a {what}")
     if not stat.S_ISREG(mode):
@@ -39,7 +47,7 @@ def read_text_file(path: str | os.PathLike, what: str = "file", limit: int = MAX
     path = check_input_file(path, what)
     try:
         with open(path, "rb") as handle:
-            data = handle.read(limit + 1)
+            data = handle.read(min(os.fstat(handle.fileno()).st_size, limit) + 1)
     except OSError as err:
         raise InputError(f"{path}: cannot read ({err.strerror or err})") from None
     if len(data) > limit:
@@ -48,6 +56,23 @@ def read_text_file(path: str | os.PathLike, what: str = "file", limit: int = MAX
         return data.decode(encoding)
     except UnicodeDecodeError as err:
         raise InputError(f"{path}: not {encoding} text (byte {err.start}); not a {what}") from None
+
+
+def parse_json(text: str, source: str, what: str = "JSON file", parse_int: Optional[Callable[[str], Any]] = None) -> Any:
+    """JSON data, after checking how deep its brackets nest (strings skipped) without parsing
+    it, so deep nesting is a clear error rather than a RecursionError."""
+    depth = max(itertools.accumulate(map(_DEPTH_STEP.__getitem__, _NOT_BRACKETS.sub("", text))), default=0)
+    if depth > MAX_NESTING:
+        raise InputError(f"{source}: not a {what} (nested more than {MAX_NESTING} deep)")
+    try:
+        return json.loads(text, parse_int=parse_int)
+    except (ValueError, RecursionError) as err:  # JSONDecodeError, or an integer of too many digits
+        raise InputError(f"{source}: not a {what}: not valid JSON ({error_detail(err)})") from None
+
+
+def read_json_file(path: str | os.PathLike, what: str, parse_int: Optional[Callable[[str], Any]] = None) -> Any:
+    """The data of a small JSON file (see `read_text_file` and `parse_json`)."""
+    return parse_json(read_text_file(path, what), str(path), what, parse_int)
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
@@ -68,3 +93,24 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: object) -> object:
+    """A value as a CSV cell that a spreadsheet shows as text, never runs as a formula: text
+    starting with = + - @ or a tab/CR gets a leading apostrophe (OWASP's advice), numbers and
+    text that reads as a number stay as they are."""
+    if not isinstance(value, str) or not value.startswith(_FORMULA_STARTS):
+        return value
+    try:
+        float(value)
+    except ValueError:
+        return "'" + value
+    return value
+
+
+def csv_text(cell: str) -> str:
+    """The value `csv_cell` protected, from a cell read back."""
+    return cell[1:] if cell.startswith("'") and cell[1:].startswith(_FORMULA_STARTS) else cell

@@ -21,7 +21,9 @@ import smplx
 import torch
 
 from models.errors import InputError
-from models.files import atomic_write
+from models.files import atomic_write, check_input_file
+from models.limits import MAX_ARRAY_BYTES, MAX_COORDINATE, MAX_FLAME_PARAMETER, MAX_WEIGHT
+from models.npz import checked_float32, plain_array, read_npz
 from models.safe_pickle import load_pickle
 from models.teeth import FLAME_VERTICES, TEETH_VERTICES, add_teeth
 
@@ -34,6 +36,17 @@ MODEL_KEYS = ("v_template", "f", "shapedirs", "posedirs", "J_regressor", "weight
 FRAME_KEYS = {
     "expr": EXPR_DIM, "rotation": 3, "neck_pose": 3, "jaw_pose": 3, "translation": 3, "eyes_pose": 6,
 }
+# Plausibility bounds of each float key: model arrays, then parameter files.
+MODEL_BOUNDS = {
+    "v_template": MAX_COORDINATE, "shapedirs": MAX_COORDINATE, "posedirs": MAX_COORDINATE,
+    "J_regressor": MAX_WEIGHT, "weights": MAX_WEIGHT,
+}
+PARAM_BOUNDS = {
+    **{key: MAX_FLAME_PARAMETER for key in FRAME_KEYS}, "shape": MAX_FLAME_PARAMETER,
+    "translation": MAX_COORDINATE, "static_offset": MAX_COORDINATE,
+}
+# smplx's FLAME holds every vertex's full shape + expression basis as float32.
+_BASIS_BYTES_PER_VERTEX = 3 * (smplx.FLAME.SHAPE_SPACE_DIM + smplx.FLAME.EXPRESSION_SPACE_DIM) * 4
 _ZIP_MAGIC = b"PK\x03\x04"
 _SMPLX_INPUTS = (
     "betas", "global_orient", "body_pose", "transl", "expression",
@@ -71,18 +84,31 @@ def _shape_text(shape: tuple) -> str:
 
 
 def _numeric(value: Any, key: str, source: str) -> np.ndarray:
-    """The value as a finite numeric array; sparse matrices become dense."""
+    """The value as a numeric array; sparse matrices (which load_pickle checked fit the array
+    bound when dense) become dense."""
     if scipy.sparse.issparse(value):
         value = value.toarray()
-    try:
-        array = np.asarray(value)
-    except Exception as err:  # an unconvertible object in a user file
-        raise InputError(f"{source}: {key} is not an array ({type(value).__name__})") from err
-    if array.dtype.kind not in "biuf":
+    array = plain_array(value, f"{source}: {key}")
+    if array.dtype.kind not in "iuf":
         raise InputError(f"{source}: {key} is not numeric (dtype {array.dtype})")
-    if array.dtype.kind == "f" and not np.isfinite(array).all():
-        raise InputError(f"{source}: {key} contains NaN or infinite values")
     return array
+
+
+def _integers(array: np.ndarray, key: str, source: str) -> np.ndarray:
+    """An integer-typed array as int64 (uint32 -1, as official files spell FLAME's root parent,
+    stays 4294967295)."""
+    if array.dtype.kind not in "iu":
+        raise InputError(f"{source}: {key} must hold integers, not {array.dtype}")
+    return array.astype(np.int64)
+
+
+def _count(raw: dict, key: str, source: str) -> int:
+    """A scalar count such as n_shape: one non-negative integer (an integral float is accepted)."""
+    array = _numeric(raw[key], key, source)
+    value = array.reshape(-1)[0] if array.size == 1 else None
+    if value is None or not np.isfinite(value) or value != np.floor(value) or value < 0:
+        raise InputError(f"{source}: {key} must be one non-negative integer")
+    return int(value)
 
 
 def _expect_shape(array: np.ndarray, expected: tuple, key: str, source: str) -> None:
@@ -98,6 +124,7 @@ def _expect_shape(array: np.ndarray, expected: tuple, key: str, source: str) -> 
 
 def _read_model_file(path: Path) -> dict:
     """The raw key → value mapping of a FLAME .npz or (official, chumpy) .pkl file."""
+    check_input_file(path, "FLAME model")
     try:
         with open(path, "rb") as file:
             is_zip = file.read(4) == _ZIP_MAGIC
@@ -108,16 +135,7 @@ def _read_model_file(path: Path) -> dict:
         if not isinstance(raw, dict):
             raise InputError(f"{path}: holds a {type(raw).__name__}, not a FLAME model dictionary")
         return raw
-    return _read_npz(path, (*MODEL_KEYS, "n_shape", "n_expr"))
-
-
-def _read_npz(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """Those of `keys` that the .npz at `path` holds, read without pickle."""
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            return {key: archive[key] for key in keys if key in archive.files}
-    except Exception as err:  # whatever numpy or zipfile raise, the file is unusable
-        raise InputError(f"{path}: not a readable .npz archive ({type(err).__name__}: {err})") from err
+    return read_npz(path, (*MODEL_KEYS, "n_shape", "n_expr"), "FLAME model")
 
 
 def _split_shapedirs(raw: dict, columns: int, source: str) -> tuple[int, int]:
@@ -126,7 +144,7 @@ def _split_shapedirs(raw: dict, columns: int, source: str) -> tuple[int, int]:
     if ("n_shape" in raw) != ("n_expr" in raw):
         raise InputError(f"{source}: n_shape and n_expr must be given together")
     if "n_shape" in raw:
-        n_shape, n_expr = (int(_numeric(raw[k], k, source).reshape(-1)[0]) for k in ("n_shape", "n_expr"))
+        n_shape, n_expr = _count(raw, "n_shape", source), _count(raw, "n_expr", source)
     elif columns >= EXPR_DIM:
         n_shape, n_expr = columns - EXPR_DIM, EXPR_DIM
     else:
@@ -150,6 +168,9 @@ def _validate_model(raw: dict, source: str) -> FlameArrays:
     a = {key: _numeric(raw[key], key, source) for key in MODEL_KEYS}
     _expect_shape(a["v_template"], ("V", 3), "v_template", source)
     num_vertices = a["v_template"].shape[0]
+    if num_vertices * _BASIS_BYTES_PER_VERTEX > MAX_ARRAY_BYTES:
+        raise InputError(f"{source}: {num_vertices} vertices; FLAME's blend shapes for them would not fit "
+                         f"in {MAX_ARRAY_BYTES >> 30} GiB")
     joints = a["J_regressor"].shape[0] if a["J_regressor"].ndim == 2 else -1
     if joints != NUM_JOINTS:
         raise InputError(
@@ -165,18 +186,16 @@ def _validate_model(raw: dict, source: str) -> FlameArrays:
     faces = a["f"]
     if faces.dtype.kind not in "iu" or faces.size == 0 or faces.min() < 0 or faces.max() >= num_vertices:
         raise InputError(f"{source}: f must hold integer vertex indices in 0..{num_vertices - 1}")
-    parents = a["kintree_table"][0, 1:].astype(np.int64)
+    kintree_table = _integers(a["kintree_table"], "kintree_table", source)
+    parents = kintree_table[0, 1:]
     if any(not 0 <= parent < joint for joint, parent in enumerate(parents, start=1)):
         raise InputError(f"{source}: kintree_table parents {parents.tolist()} do not form a joint chain")
     n_shape, n_expr = _split_shapedirs(raw, a["shapedirs"].shape[2], source)
+    floats = {key: checked_float32(a[key], f"{source}: {key}", bound) for key, bound in MODEL_BOUNDS.items()}
     return FlameArrays(
-        v_template=a["v_template"].astype(np.float32),
+        **floats,
         faces=faces.astype(np.int64),
-        shapedirs=a["shapedirs"].astype(np.float32),
-        posedirs=a["posedirs"].astype(np.float32),
-        J_regressor=a["J_regressor"].astype(np.float32),
-        weights=a["weights"].astype(np.float32),
-        kintree_table=a["kintree_table"].astype(np.int64),
+        kintree_table=kintree_table,
         n_shape=n_shape,
         n_expr=n_expr,
         source=source,
@@ -243,10 +262,13 @@ def load_flame_params(path: str | Path) -> FlameParams:
     zero-padded. `dynamic_offset` is not read: GaussianAvatars' FLAME forward ignores it too.
     """
     path = Path(path)
-    raw = _read_npz(path, (*FRAME_KEYS, "shape", "static_offset"))
+    raw = read_npz(path, PARAM_BOUNDS, "FLAME parameter file")
     if "expr" not in raw:
         raise InputError(f"{path}: missing key expr (not a FLAME parameter file)")
-    values = {key: _numeric(value, key, str(path)).astype(np.float32) for key, value in raw.items()}
+    values = {
+        key: checked_float32(_numeric(value, key, str(path)), f"{path}: {key}", PARAM_BOUNDS[key])
+        for key, value in raw.items()
+    }
     expr = values["expr"]
     if expr.ndim != 2 or expr.shape[1] > EXPR_DIM:
         raise InputError(f"{path}: expr has shape {_shape_text(expr.shape)}, expected (T, up to {EXPR_DIM})")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.signal import lfilter
 
-from models.audio import Audio
+from models.audio import AudioSource, AudioView, chunks
 from models.errors import InputError
 
 _BLOCK_S, _STEP_S = 0.4, 0.1
@@ -41,20 +41,33 @@ def k_weighting(rate: int) -> list[tuple[np.ndarray, np.ndarray]]:
     return [shelf, high_pass]
 
 
-def integrated_loudness(audio: Audio) -> float:
+def integrated_loudness(audio: AudioSource) -> float:
     """BS.1770-4 integrated loudness in LUFS; −inf for silence. A clip shorter than one
-    400 ms block is measured as one block."""
-    x = audio.samples.astype(np.float64)
-    for b, a in k_weighting(audio.sample_rate):
-        x = lfilter(b, a, x)
-    block = int(round(_BLOCK_S * audio.sample_rate))
-    step = int(round(_STEP_S * audio.sample_rate))
-    if len(x) <= block:
-        powers = np.array([np.mean(np.square(x))]) if len(x) else np.zeros(1)
+    400 ms block is measured as one block. Streams through the audio a chunk at a time."""
+    n, rate = audio.num_samples, audio.sample_rate
+    block = int(round(_BLOCK_S * rate))
+    step = int(round(_STEP_S * rate))
+    if n <= block:
+        ends = np.array([0, n])  # one block: the whole clip
     else:
-        cumulative = np.concatenate([[0.0], np.cumsum(np.square(x))])
-        starts = np.arange(0, len(x) - block + 1, step)
-        powers = (cumulative[starts + block] - cumulative[starts]) / block
+        starts = np.arange(0, n - block + 1, step)
+        ends = np.unique(np.concatenate([starts, starts + block]))
+    energy = np.zeros(len(ends))  # Σ of the K-weighted squares before each of `ends`
+    filters = [(b, a, np.zeros(2)) for b, a in k_weighting(rate)]
+    total, first = 0.0, 0
+    for samples in chunks(audio):
+        x = samples.astype(np.float64)
+        for i, (b, a, state) in enumerate(filters):
+            x, state = lfilter(b, a, x, zi=state)
+            filters[i] = (b, a, state)
+        running = total + np.cumsum(np.square(x))
+        picked = (ends > first) & (ends <= first + len(x))
+        energy[picked] = running[ends[picked] - first - 1]
+        total, first = float(running[-1]), first + len(x)
+    if n <= block:
+        powers = np.array([energy[1] / n if n else 0.0])
+    else:
+        powers = (energy[np.searchsorted(ends, starts + block)] - energy[np.searchsorted(ends, starts)]) / block
     with np.errstate(divide="ignore"):
         levels = -0.691 + 10.0 * np.log10(powers)
     gated = powers[levels > _ABSOLUTE_GATE]
@@ -65,9 +78,10 @@ def integrated_loudness(audio: Audio) -> float:
     return -0.691 + 10.0 * math.log10(kept.mean())
 
 
-def rms_level(audio: Audio) -> float:
+def rms_level(audio: AudioSource) -> float:
     """RMS level in dBFS; −inf for silence."""
-    mean_square = float(np.mean(np.square(audio.samples.astype(np.float64))))
+    square_sum = sum(float(np.square(x.astype(np.float64)).sum()) for x in chunks(audio))
+    mean_square = square_sum / max(audio.num_samples, 1)
     return 10.0 * math.log10(mean_square) if mean_square > 0 else -math.inf
 
 
@@ -92,7 +106,7 @@ class LoudnessTarget:
     def __str__(self) -> str:
         return f"{self.level:g} {self.unit}"
 
-    def measure(self, audio: Audio) -> float:
+    def measure(self, audio: AudioSource) -> float:
         return integrated_loudness(audio) if self.unit == "LUFS" else rms_level(audio)
 
 
@@ -107,13 +121,14 @@ class Normalisation:
     clipped_samples: int
 
 
-def normalise(audio: Audio, target: LoudnessTarget) -> tuple[Audio, Normalisation]:
-    """`audio` brought to `target` by one gain; silence is returned unchanged."""
+def normalise(audio: AudioSource, target: LoudnessTarget) -> tuple[AudioSource, Normalisation]:
+    """`audio` brought to `target` by one gain (applied as it is read); silence is returned
+    unchanged. The clipped samples are counted as the gain will clip them."""
     level = target.measure(audio)
     if not math.isfinite(level):
         return audio, Normalisation(level, 0.0, level, 0)
     gain_db = target.level - level
-    scaled = audio.samples.astype(np.float64) * 10.0 ** (gain_db / 20.0)
-    clipped = int(np.count_nonzero(np.abs(scaled) > 1.0))
-    out = Audio(np.clip(scaled, -1.0, 1.0).astype(np.float32), audio.sample_rate)
+    out = AudioView(audio, 0, audio.num_samples, 10.0 ** (gain_db / 20.0))
+    factor = np.float32(out.gain)
+    clipped = sum(int(np.count_nonzero(np.abs(x * factor) > 1.0)) for x in chunks(audio))
     return out, Normalisation(level, gain_db, target.measure(out), clipped)

@@ -19,6 +19,12 @@ from models.flame import FlameParams, FlameRig
 _EXPR_STEP = 1.0  # expression enters FLAME linearly at zero pose: any step is exact
 _JAW_STEP = 0.01  # radians; central differences, so the rotation's curvature costs O(step²)
 _PRECISION = 1e-8  # metres: float32 resolution of head-sized coordinates; finer gains are noise
+# Directions of the Jacobian (combinations of FLAME parameters) whose singular value is at most
+# this fraction of the largest count as not determined by the vertices. The Jacobian comes from
+# float32 vertices and differs by ~1e-7 (relative) between BLAS code paths; a least-squares fit
+# along weaker directions would turn that rounding into coefficients. On the demo head the
+# determined directions reach down to 3.7e-4, the next is 1.7e-8 (eyes_wide = −0.3·eyelids_close).
+_CUTOFF = 1e-5
 
 Forward = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """FLAME-like forward: float32 expr (B, 100) and jaw_pose (B, 3) → vertices (B, V, 3)."""
@@ -52,7 +58,10 @@ def fit_flame_mapping(
     derivatives, taken from `forward` by central differences), then up to `steps` Gauss-Newton
     steps through `forward` (FLAME's jaw is a rotation, so the fit is nonlinear) using the exact
     gradient and that fixed normal matrix, shrinking the step of any blendshape whose error would
-    grow. Deterministic and vectorised over blendshapes.
+    grow. Start and steps are least-norm (truncated SVD at `_CUTOFF`): combinations of parameters
+    the vertices do not determine (unused components, collinear ones) stay at 0 instead of
+    absorbing amplified rounding noise, so the coefficients are the same on every machine.
+    Deterministic and vectorised over blendshapes.
     """
     basis = np.asarray(basis, dtype=np.float64)
     neutral = np.asarray(neutral, dtype=np.float64)
@@ -66,13 +75,11 @@ def fit_flame_mapping(
         raise InputError(f"flame mapping: steps {steps} is not a non-negative integer")
 
     rest, jacobian = _jacobian_at_zero(forward, neutral.shape[0])
-    normal = jacobian.T @ jacobian
-    normal += np.eye(FLAME_PARAMS) * (1e-9 * np.trace(normal) / FLAME_PARAMS + 1e-30)
-    inverse = np.linalg.inv(normal)
+    pseudo_inverse, precondition = _least_norm_solvers(jacobian)
     targets = neutral + basis
-    start = (targets - rest).reshape(len(basis), -1) @ jacobian @ inverse
+    start = (targets - rest).reshape(len(basis), -1) @ pseudo_inverse.T
 
-    coeffs, loss = _refine(forward, targets, start, inverse, int(steps))
+    coeffs, loss = _refine(forward, targets, start, precondition, int(steps))
     return MappingFit(coeffs=coeffs, error=np.sqrt(2.0 * loss / neutral.shape[0]))
 
 
@@ -96,10 +103,20 @@ def _jacobian_at_zero(forward: Forward, vertices: int) -> tuple[np.ndarray, np.n
     return out[0], jacobian
 
 
+def _least_norm_solvers(jacobian: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """J⁺ (103, 3V) and (JᵀJ)⁺ (103, 103) truncated to the directions J determines (singular
+    values above `_CUTOFF` of the largest), so both map into those directions only."""
+    u, s, vt = np.linalg.svd(jacobian, full_matrices=False)
+    keep = s > _CUTOFF * s[0]
+    v, s = vt[keep].T, s[keep]
+    return (v / s) @ u[:, keep].T, (v / s**2) @ v.T
+
+
 def _refine(
     forward: Forward, targets: np.ndarray, start: np.ndarray, inverse: np.ndarray, steps: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Damped Gauss-Newton per blendshape; returns the float32 coefficients and their ½·SSE."""
+    """Damped Gauss-Newton per blendshape, the gradient preconditioned by `inverse` ((JᵀJ)⁺);
+    returns the float32 coefficients and their ½·SSE."""
     target = torch.from_numpy(targets)
     precondition = torch.from_numpy(inverse)
 

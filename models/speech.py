@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Iterator, Protocol
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from models.audio import Audio, as_mono_float, resample
+from models.audio import AudioSource, Resampled, duration
 from models.errors import InputError
+from models.limits import MAX_FPS, MIN_FPS
 
 JAW_OPEN = "jaw_open"
 LIPS_WIDE = "lips_wide"
@@ -23,19 +24,17 @@ LIPS_ROUND = "lips_round"
 LIPS_CLOSED = "lips_closed"
 
 ANALYSIS_RATE = 16000  # speech cues live below 8 kHz; a fixed rate makes every threshold fixed
-_CHUNK_FRAMES = 2048  # bounds the [frames, window] buffers on long clips
+_CHUNK_FRAMES = 2048  # frames analysed at once ...
+_SPECTRUM_VALUES = 1 << 21  # ... and at most this many spectrum bins (low frame rates have long windows)
 _ATTACK_S = 0.015  # the mouth opens quickly ...
 _RELEASE_S = 0.04  # ... and closes a little slower, so it does not chatter
 
 
-def speech_input(audio: np.ndarray, sample_rate: int, fps: float, who: str) -> tuple[np.ndarray, int]:
-    """Checked float mono samples and the clip's frame count T = round(duration · fps)."""
-    if int(sample_rate) != sample_rate or sample_rate <= 0:
-        raise InputError(f"{who}: sample rate {sample_rate} is not a positive integer")
-    if not np.isfinite(fps) or fps <= 0:
-        raise InputError(f"{who}: fps {fps} is not a positive number")
-    samples = as_mono_float(audio, source="speech audio")
-    return samples, int(round(len(samples) / sample_rate * fps))
+def clip_frames(audio: AudioSource, fps: float, who: str) -> int:
+    """The clip's frame count T = round(duration · fps), after checking the frame rate."""
+    if not np.isfinite(fps) or not MIN_FPS <= fps <= MAX_FPS:
+        raise InputError(f"{who}: fps {fps} is not a frame rate in {MIN_FPS:g}..{MAX_FPS:g}")
+    return int(round(duration(audio) * fps))
 
 
 class SpeechDriver(Protocol):
@@ -43,8 +42,8 @@ class SpeechDriver(Protocol):
 
     speech_names: tuple[str, ...]
 
-    def weights(self, audio: np.ndarray, sample_rate: int, fps: float) -> np.ndarray:
-        """[T, Ks] weights, T = round(duration · fps); audio is [n] or [n, channels], int or float."""
+    def weights(self, audio: AudioSource, fps: float) -> np.ndarray:
+        """[T, Ks] weights, T = round(duration · fps)."""
         ...
 
 
@@ -76,66 +75,87 @@ class SignalSpeechDriver:
         if len(set(self.speech_names)) != len(self.speech_names):
             raise InputError(f"speech driver: duplicate speech names in {list(self.speech_names)}")
 
-    def weights(self, audio: np.ndarray, sample_rate: int, fps: float) -> np.ndarray:
-        """[T, Ks] weights; the audio is analysed at 16 kHz whatever its rate."""
-        samples, frames = speech_input(audio, sample_rate, fps, "speech driver")
+    def weights(self, audio: AudioSource, fps: float) -> np.ndarray:
+        """[T, Ks] weights; the audio is analysed at 16 kHz whatever its rate, a window at a time."""
+        frames = clip_frames(audio, fps, "speech driver")
         out = np.zeros((frames, len(self.speech_names)), dtype=np.float32)
         if frames == 0:
             return out
-        signal = resample(Audio(samples, int(sample_rate)), ANALYSIS_RATE).samples
-        cues = _mouth_cues(_features(signal, fps, frames), fps)
+        cues = _mouth_cues(_Analysis(Resampled(audio, ANALYSIS_RATE), fps, frames).features(), fps)
         for column, name in enumerate(self.speech_names):
             if name in cues:
                 out[:, column] = cues[name]
         return np.clip(_attack_release(out, fps), 0.0, 1.0)
 
 
-def _power(padded: np.ndarray, starts: np.ndarray, hann: np.ndarray, nfft: int) -> np.ndarray:
-    """Power spectra [len(starts), nfft // 2 + 1] of Hann windows starting at `starts`."""
-    windows = sliding_window_view(padded, len(hann))[starts] * hann
-    return np.abs(np.fft.rfft(windows, nfft, axis=1)) ** 2
+class _Analysis:
+    """Hann windows centred on each frame time i / fps of a 16 kHz source, `_CHUNK_FRAMES` frames
+    of audio at a time (three passes: levels, the noise spectrum, the centroid), so memory does
+    not grow with the clip."""
 
+    def __init__(self, signal: AudioSource, fps: float, frames: int) -> None:
+        self.signal, self.frames = signal, frames
+        self.win = max(int(0.032 * ANALYSIS_RATE), int(round(1.5 * ANALYSIS_RATE / fps)))
+        self.nfft = 1 << (self.win - 1).bit_length()
+        self.hann = np.hanning(self.win).astype(np.float32)
+        # window i covers signal samples starts[i] - win // 2 onwards (silence outside the clip)
+        self.first = np.round(np.arange(frames) * ANALYSIS_RATE / fps).astype(np.int64) - self.win // 2
+        freqs = np.fft.rfftfreq(self.nfft, 1.0 / ANALYSIS_RATE)
+        self.band = (freqs >= 80) & (freqs <= 7000)
+        self.low = (freqs >= 80) & (freqs <= 1000)
+        self.high = (freqs >= 2500) & (freqs <= 7000)
+        self.formant = (freqs >= 150) & (freqs <= 4000)
+        self.formant_freqs = freqs[self.formant]
 
-def _features(signal: np.ndarray, fps: float, frames: int) -> _Features:
-    """Cues from Hann windows centred on each frame time i / fps."""
-    win = max(int(0.032 * ANALYSIS_RATE), int(round(1.5 * ANALYSIS_RATE / fps)))
-    nfft = 1 << (win - 1).bit_length()
-    half = win // 2
-    padded = np.pad(signal, (half, win))
-    emphasised = np.pad(signal[1:] - 0.97 * signal[:-1], (half + 1, win))
-    starts = np.round(np.arange(frames) * ANALYSIS_RATE / fps).astype(np.int64)
-    hann = np.hanning(win).astype(np.float32)
-    freqs = np.fft.rfftfreq(nfft, 1.0 / ANALYSIS_RATE)
-    band = (freqs >= 80) & (freqs <= 7000)
-    low = (freqs >= 80) & (freqs <= 1000)
-    high = (freqs >= 2500) & (freqs <= 7000)
-    formant = (freqs >= 150) & (freqs <= 4000)
+    def _spectra(self, rows: np.ndarray, emphasised: bool) -> np.ndarray:
+        """Power spectra [len(rows), nfft // 2 + 1] of the frames `rows` (ascending), of the
+        signal or of its pre-emphasis s[k] − 0.97·s[k−1] (zero where s[k−1] is outside)."""
+        lo = int(self.first[rows[0]]) - 1
+        segment = self.signal.read(lo, int(self.first[rows[-1]]) + self.win - lo)
+        if emphasised:
+            k = np.arange(lo + 1, lo + len(segment))
+            values = np.where((k >= 1) & (k < self.signal.num_samples), segment[1:] - 0.97 * segment[:-1], 0.0)
+        else:
+            values = segment[1:]
+        windows = sliding_window_view(values, self.win)[self.first[rows] - lo - 1] * self.hann
+        return np.abs(np.fft.rfft(windows, self.nfft, axis=1)) ** 2
 
-    rms, flatness, low_high_db = (np.empty(frames) for _ in range(3))
-    tilted = np.empty((frames, int(formant.sum())), dtype=np.float32)
-    for first in range(0, frames, _CHUNK_FRAMES):
-        rows = slice(first, min(first + _CHUNK_FRAMES, frames))
-        power = _power(padded, starts[rows], hann, nfft) + 1e-12
-        rms[rows] = np.sqrt(2.0 * power.sum(axis=1) / nfft / np.sum(hann**2))  # Parseval
-        in_band = power[:, band]
-        flatness[rows] = np.exp(np.mean(np.log(in_band), axis=1)) / np.mean(in_band, axis=1)
-        low_high_db[rows] = 10 * np.log10(power[:, low].sum(axis=1) / power[:, high].sum(axis=1))
-        tilted[rows] = _power(emphasised, starts[rows], hann, nfft)[:, formant]
+    def _batches(self, rows: np.ndarray) -> Iterator[np.ndarray]:
+        """`rows` a batch at a time, so that the windows and spectra held at once are bounded."""
+        size = max(1, min(_CHUNK_FRAMES, _SPECTRUM_VALUES // self.nfft))
+        for first in range(0, len(rows), size):
+            yield rows[first:first + size]
 
-    # amplitude (not power) centroid of the pre-emphasised formant band, so that F2 is not
-    # drowned by F1; the mean spectrum of the clip's quietest tenth (its noise) is subtracted first
-    noise = tilted[rms <= np.percentile(rms, 10)].mean(axis=0)
-    amplitude = np.sqrt(np.maximum(tilted - noise, 0.0))
-    centroid = (amplitude @ freqs[formant]) / (amplitude.sum(axis=1) + 1e-12)
-    noisiness = np.clip((flatness - 0.08) / 0.3, 0.0, 1.0)
-    voicing = (1.0 - noisiness) / (1.0 + np.exp(-(low_high_db - 3.0) / 4.0))
-    level = _loudness(rms)
-    # relative to the clip's mean over voiced frames: voices differ more than their vowels do
-    log_centroid = np.log2(np.maximum(centroid, 1.0))
-    weight = level * voicing
-    reference = (weight @ log_centroid) / (weight.sum() + 1e-12)
-    brightness = log_centroid - reference
-    return _Features(level=level, noisiness=noisiness, voicing=voicing, brightness=brightness)
+    def features(self) -> _Features:
+        every = np.arange(self.frames)
+        rms, flatness, low_high_db = (np.empty(self.frames) for _ in range(3))
+        for rows in self._batches(every):
+            power = self._spectra(rows, emphasised=False) + 1e-12
+            rms[rows] = np.sqrt(2.0 * power.sum(axis=1) / self.nfft / np.sum(self.hann**2))  # Parseval
+            in_band = power[:, self.band]
+            flatness[rows] = np.exp(np.mean(np.log(in_band), axis=1)) / np.mean(in_band, axis=1)
+            low_high_db[rows] = 10 * np.log10(power[:, self.low].sum(axis=1) / power[:, self.high].sum(axis=1))
+
+        # amplitude (not power) centroid of the pre-emphasised formant band, so that F2 is not
+        # drowned by F1; the mean spectrum of the clip's quietest tenth (its noise) is subtracted first
+        quiet = every[rms <= np.percentile(rms, 10)]
+        noise = sum(self._tilted(rows).sum(axis=0) for rows in self._batches(quiet)) / len(quiet)
+        centroid = np.empty(self.frames)
+        for rows in self._batches(every):
+            amplitude = np.sqrt(np.maximum(self._tilted(rows) - noise, 0.0))
+            centroid[rows] = (amplitude @ self.formant_freqs) / (amplitude.sum(axis=1) + 1e-12)
+
+        noisiness = np.clip((flatness - 0.08) / 0.3, 0.0, 1.0)
+        voicing = (1.0 - noisiness) / (1.0 + np.exp(-(low_high_db - 3.0) / 4.0))
+        level = _loudness(rms)
+        # relative to the clip's mean over voiced frames: voices differ more than their vowels do
+        log_centroid = np.log2(np.maximum(centroid, 1.0))
+        weight = level * voicing
+        reference = (weight @ log_centroid) / (weight.sum() + 1e-12)
+        return _Features(level=level, noisiness=noisiness, voicing=voicing, brightness=log_centroid - reference)
+
+    def _tilted(self, rows: np.ndarray) -> np.ndarray:
+        return self._spectra(rows, emphasised=True)[:, self.formant].astype(np.float32)
 
 
 def _loudness(rms: np.ndarray) -> np.ndarray:

@@ -22,8 +22,13 @@ def triangle_frames(vertices: Tensor, faces: Tensor) -> tuple[Tensor, Tensor, Te
 
 
 def check_binding(gaussians: GaussianSet, num_faces: int, source: str) -> None:
-    """Fail early, naming the avatar, when bindings point past the mesh's faces."""
-    top = int(gaussians.binding.max()) if len(gaussians) else -1
+    """Fail early, naming the avatar, when bindings point outside the mesh's faces (a negative
+    index would silently wrap around in `bind`)."""
+    if not len(gaussians):
+        return
+    low, top = int(gaussians.binding.min()), int(gaussians.binding.max())
+    if low < 0:
+        raise InputError(f"{source}: Gaussians are bound to triangle {low}; triangle indices start at 0")
     if top >= num_faces:
         raise InputError(f"{source}: Gaussians are bound to triangle {top}, but the mesh has only "
                          f"{num_faces} faces (is this the FLAME model the avatar was trained with?)")

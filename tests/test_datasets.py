@@ -230,7 +230,7 @@ def test_pickle_that_would_run_code_is_refused(tmp_path):
     small_vocaset(tmp_path)
     marker = tmp_path / "ran"
     (tmp_path / "templates.pkl").write_bytes(pickle.dumps({"FaceTalk_A": _RunsCommand(f"touch '{marker}'")}))
-    with pytest.raises(InputError, match=r"refuses to load .*system from .*templates\.pkl"):
+    with pytest.raises(InputError, match=r"templates\.pkl: refuses to load .*system"):
         load_vocaset(tmp_path)
     assert not marker.exists()
 

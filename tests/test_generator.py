@@ -96,13 +96,13 @@ def test_frame_count_is_round_fps_duration_at_any_rate(driver):
             audio = noise(seconds, rate)
             for fps in FRAME_RATES:
                 frames = round(fps * len(audio) / rate)
-                features = driver.features(audio, rate, fps)
-                assert features.shape == (frames, 32)
+                features = driver.features(Audio(audio, rate), fps)
+                assert len(features) == frames and features.rows(0, frames).shape == (frames, 32)
                 speech, expression = driver.generate(features, np.zeros((frames, e), np.float32))
                 assert speech.shape == (frames, ks) and expression.shape == (frames, ke)
                 assert speech.dtype == expression.dtype == np.float32
-    assert driver.weights(np.zeros(0, np.float32), RATE, FPS).shape == (0, ks)
-    assert driver.weights(noise(0.02, RATE), RATE, 60).shape == (1, ks)  # shorter than one analysis window
+    assert driver.weights(Audio(np.zeros(0, np.float32), RATE), FPS).shape == (0, ks)
+    assert driver.weights(Audio(noise(0.02, RATE), RATE), 60).shape == (1, ks)  # shorter than one analysis window
 
 
 def test_front_end_is_interpolated_encoding_and_windows_match_the_whole_clip(driver):
@@ -145,8 +145,8 @@ def test_wav2vec2_checkpoint_keeps_only_the_trainable_part(model, wav2vec2_dir, 
     driver = LearnedDriver(SpeechGenerator(make_config(model, "wav2vec2", moved)))
     assert all(not key.startswith("front.") or key.startswith("front.project.") for key in driver.generator.state_dict())
     driver.save(tmp_path / "ckpt")
-    audio = noise(1.3, 44100)
-    assert np.array_equal(LearnedDriver.load(tmp_path / "ckpt").weights(audio, 44100, 25), driver.weights(audio, 44100, 25))
+    audio = Audio(noise(1.3, 44100), 44100)
+    assert np.array_equal(LearnedDriver.load(tmp_path / "ckpt").weights(audio, 25), driver.weights(audio, 25))
     shutil.rmtree(moved)
     with pytest.raises(InputError, match="w2v: wav2vec2 model directory does not exist"):
         LearnedDriver.load(tmp_path / "ckpt")
@@ -158,11 +158,14 @@ def test_long_clips_go_through_wav2vec2_in_chunks_without_seams(tmp_path, monkey
     directory = tiny_wav2vec2(tmp_path / "local", layers=0, norm="layer")
     config = GeneratorConfig.for_model(BlendshapeModel.load(DEMO), front_end="wav2vec2", wav2vec2_dir=directory)
     frozen = Wav2Vec2FrontEnd(config).wav2vec2
-    samples = torch.from_numpy(noise(3.0, RATE))
-    whole = frozen(samples)
+    signal = Audio(noise(3.0, RATE), RATE)
+    stats, native = frozen.statistics(signal), frozen.native_frames(signal.num_samples)
+    whole = frozen.analyse(signal, stats, 0, native)
     monkeypatch.setattr(generator_module, "_WAV2VEC2_CHUNK_S", 0.5)
     monkeypatch.setattr(generator_module, "_WAV2VEC2_CONTEXT_S", 0.2)
-    chunked = frozen(samples)
+    frozen._chunks.clear()
+    chunked = frozen.analyse(signal, stats, 0, native)
+    assert torch.allclose(frozen.analyse(signal, stats, 37, 101), whole[37:101], atol=1e-5)
     field, stride = 10 + (3 - 1) * 5, 5 * 2  # samples per frame, and between frames
     assert chunked.shape == whole.shape == ((3 * RATE - field) // stride + 1, 32)
     assert torch.allclose(chunked, whole, atol=1e-5)
@@ -239,16 +242,16 @@ def test_training_learns_speech_from_audio_and_expression_from_emotion(model, tr
     happy[:, model.emotion_names.index("happy")] = 1.0
 
     def vertex_mse(d: LearnedDriver) -> float:
-        speech, expression = d.generate(d.features(held_out.audio.samples, RATE, FPS), happy)
+        speech, expression = d.generate(d.features(held_out.audio, FPS), happy)
         return float(np.mean((model.displacements(speech, expression) - held_out.displacements) ** 2))
 
     assert vertex_mse(driver) < 0.05 * vertex_mse(untrained)
-    speech = driver.weights(held_out.audio.samples, RATE, FPS)
+    speech = driver.weights(held_out.audio, FPS)
     assert np.corrcoef(speech[:, model.speech_names.index("jaw_open")], jaw)[0, 1] > 0.8
 
     # what an emotion adds to the face is its profile (speaking through speech shapes that look
     # alike, e.g. lips_wide for a smile, is as right as the expression shape itself)
-    features = driver.features(held_out.audio.samples, RATE, FPS)
+    features = driver.features(held_out.audio, FPS)
     neutral = model.displacements(*driver.generate(features, np.zeros_like(happy))).mean(axis=0)
     for emotion in ("happy", "surprised"):
         intensities = np.zeros_like(happy)
@@ -261,21 +264,21 @@ def test_training_learns_speech_from_audio_and_expression_from_emotion(model, tr
 def test_checkpoints_reload_to_identical_outputs(model, trained, tmp_path):
     driver, run_directory = trained
     driver.save(tmp_path / "saved")
-    audio = noise(1.7, 22050, seed=3)
+    audio = Audio(noise(1.7, 22050, seed=3), 22050)
     intensities = np.random.default_rng(0).uniform(0, 1, (round(1.7 * 30), len(model.emotion_names)))
-    expected = driver.generate(driver.features(audio, 22050, 30), intensities)
+    expected = driver.generate(driver.features(audio, 30), intensities)
     for directory in (tmp_path / "saved", run_directory):
         loaded = LearnedDriver.load(directory)
-        got = loaded.generate(loaded.features(audio, 22050, 30), intensities)
+        got = loaded.generate(loaded.features(audio, 30), intensities)
         assert all(np.array_equal(a, b) for a, b in zip(got, expected))
     loaded.check_model(model)
 
 
 def test_weights_are_the_neutral_speech_part(driver):
-    audio = noise(1.1, 44100, seed=5)
-    features = driver.features(audio, 44100, 60)
+    audio = Audio(noise(1.1, 44100, seed=5), 44100)
+    features = driver.features(audio, 60)
     speech, _ = driver.generate(features, np.zeros((len(features), len(driver.emotion_names)), np.float32))
-    assert np.array_equal(driver.weights(audio, 44100, 60), speech)
+    assert np.array_equal(driver.weights(audio, 60), speech)
 
 
 def test_refusals_name_the_problem(model, trained, tmp_path):
@@ -294,8 +297,8 @@ def test_refusals_name_the_problem(model, trained, tmp_path):
         GeneratorConfig.for_model(model, kernel=4)
     with pytest.raises(InputError, match="unknown generator setting"):
         GeneratorConfig.from_dict({**dataclasses.asdict(driver.generator.config), "depth": 3}, "x.json")
-    with pytest.raises(InputError, match=r"shape \(4, 7\), got \(3, 7\)"):
-        driver.generate(torch.zeros(4, 64), np.zeros((3, 7)))
+    with pytest.raises(InputError, match=r"shape \(30, 7\), got \(3, 7\)"):
+        driver.generate(driver.features(Audio(noise(1.0, RATE), RATE), FPS), np.zeros((3, 7)))
     bored, _ = planted_clip(model, np.random.default_rng(0), 1.0, None, "bored-clip")
     bored.emotion = "bored"
     run = TrainingRun(kind="speech-generator", config={}, steps=1, progress=False)
@@ -340,5 +343,44 @@ def test_auxiliary_loss_sees_the_batch_and_shapes_the_result(model, small_set):
     assert len(seen) == 20
     assert all(tuple(shapes) == ((3, 15, k), (3, 15, k), (3, 15, e)) for *shapes, _ in seen)
     assert set().union(*(sums for *_, sums in seen)) <= {0.0, 1.0}  # neutral, or one emotion at 1
-    audio = small_set[0].audio.samples
-    assert np.abs(shaped.weights(audio, RATE, FPS)).mean() < 0.5 * np.abs(plain.weights(audio, RATE, FPS)).mean()
+    audio = small_set[0].audio
+    assert np.abs(shaped.weights(audio, FPS)).mean() < 0.5 * np.abs(plain.weights(audio, FPS)).mean()
+
+
+def test_long_clips_are_analysed_and_decoded_in_windows_equal_to_the_whole(driver, monkeypatch):
+    """Windows of features and of decoding (with the TCN's reach each side) give the rows of
+    the whole clip analysed and decoded at once, so memory need not grow with the clip."""
+    audio = Audio(noise(6.0, 22050, seed=7), 22050)
+    features = driver.features(audio, FPS)
+    frames = len(features)
+    intensities = np.random.default_rng(1).uniform(0, 1, (frames, len(driver.emotion_names))).astype(np.float32)
+    whole = features.rows(0, frames)
+    for start, stop in ((0, 1), (5, 64), (97, frames), (frames - 1, frames)):
+        assert torch.allclose(features.rows(start, stop), whole[start:stop], atol=1e-5)
+    monkeypatch.setattr(generator_module, "_ANALYSIS_FRAMES", 37)  # statistics and rows in small pieces
+    pieces = driver.features(audio, FPS)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(pieces.stats, features.stats))
+    assert torch.allclose(pieces.rows(0, frames), whole, atol=1e-5)
+    at_once = driver.generate(features, intensities)
+    monkeypatch.setattr(generator_module, "_GENERATE_FRAMES", 16)
+    windowed = driver.generate(features, intensities)
+    assert all(np.allclose(a, b, atol=1e-5) for a, b in zip(windowed, at_once))
+    part = driver.generate(features, intensities, 40, 90)
+    assert all(np.allclose(a, b[40:90], atol=1e-5) for a, b in zip(part, at_once))
+
+
+def test_a_config_is_checked_against_the_weights_before_the_network_is_built(model, trained, tmp_path):
+    """A config.json may claim any sizes: they are bounded, and compared with the stored
+    weights on the meta device (no memory) before the real network is made."""
+    import resource
+
+    driver, _ = trained
+    for key, value in (("width", 10**9), ("layers", 10**5), ("kernel", 10**4), ("mel_bands", True)):
+        with pytest.raises(InputError, match=key):
+            GeneratorConfig.from_dict({**dataclasses.asdict(driver.generator.config), key: value}, "x.json")
+    huge = dataclasses.replace(driver.generator.config, width=2048, layers=16)  # ~800 MB if built
+    save_checkpoint(tmp_path / "huge", "speech-generator", {"generator": dataclasses.asdict(huge)}, driver.generator)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(InputError, match="different architecture"):
+        LearnedDriver.load(tmp_path / "huge")
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200 * 1024  # KiB

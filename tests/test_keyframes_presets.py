@@ -58,7 +58,7 @@ def test_preset_round_trip_and_player_follows_keys(tmp_path):
 
 
 @pytest.mark.parametrize("content, problem", [
-    ("not json", "not a JSON preset"),
+    ("not json", "not valid JSON"),
     (json.dumps({"format": "something else"}), "not an emotion preset"),
     (json.dumps({"format": "talking-head-studio emotion preset", "version": 9}), "version 9"),
     (json.dumps({"format": "talking-head-studio emotion preset", "version": 1, "emotions": {"happy": 2}}),

@@ -13,6 +13,7 @@ from assets import DEMO_AUDIO, DEMO_AVATAR, DEMO_BLENDSHAPES, DEMO_FLAME
 from avatar_app.avatar import SIGNAL_DEMO_SOURCE
 from avatar_app.cli import main
 from avatar_app.clip import clip_from_audio
+from avatar_app.outputs import MARK
 from avatar_app.player import Player
 from avatar_app.video import write_mp4
 from models.blendshapes import BlendshapeModel, WeightSequence
@@ -54,7 +55,7 @@ def test_render_demo_mp4(tmp_path, capsys):
 def test_png_frames_with_audio(tmp_path):
     out = tmp_path / "frames"
     assert main(["render", "--demo", "--duration", "0.2", "--size", "64x64", "-q", "-o", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["audio.wav"] + [f"frame_{i:05d}.png" for i in range(6)]
+    assert sorted(p.name for p in out.iterdir()) == [MARK, "audio.wav"] + [f"frame_{i:05d}.png" for i in range(6)]
 
 
 def test_mouth_moves_with_speech(demo_player):
@@ -170,3 +171,21 @@ def test_info_describes_each_kind(capsys):
                          (DEMO_BLENDSHAPES, "emotions: happy"), (DEMO_AUDIO, "Hz")]:
         assert main(["info", str(path)]) == 0
         assert needle in capsys.readouterr().out
+
+
+def test_the_player_generates_long_clips_in_chunks_equal_to_the_whole(monkeypatch):
+    """The learned generator runs GENERATED_CHUNK frames at a time (memory does not grow with
+    the clip); the weights and the frames equal those of one chunk spanning the clip."""
+    import avatar_app.player as player_module
+    from avatar_app.avatar import LEARNED_DEMO_SOURCE
+    from models.emotion import EmotionTrack
+
+    player = Player(LEARNED_DEMO_SOURCE.load(), backend="cpu")
+    player.clip = clip_from_audio(DEMO_AUDIO, player.driver, 30, duration=3.0)
+    player.set_keyframes(EmotionTrack().with_key(0.5, {"happy": 1.0}).with_key(2.5, {"sad": 0.8}))
+    whole = player.weights(0, 90)
+    monkeypatch.setattr(player_module, "GENERATED_CHUNK", 16)
+    player._generated_cache.clear()
+    chunked = player.weights(0, 90)
+    assert all(np.allclose(a, b, atol=1e-5) for a, b in zip(chunked, whole))
+    assert all(np.allclose(a, b[37:61], atol=1e-5) for a, b in zip(player.weights(37, 61), whole))

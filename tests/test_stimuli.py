@@ -23,7 +23,7 @@ from avatar_app.player import Player
 from avatar_app.stimuli.design import expand_factorial, merged_defaults, read_design
 from avatar_app.stimuli.resolve import resolve
 from avatar_app.stimuli.trials import StimulusEntry, trial_lists, williams_square
-from models.audio import Audio, load_wav, save_wav
+from models.audio import Audio, load_wav, read_all, save_wav
 from models.errors import InputError
 from models.flame import save_flame_params
 from models.loudness import LoudnessTarget, integrated_loudness, rms_level
@@ -394,7 +394,7 @@ def test_a_segment_cuts_weights_motion_and_audio_in_step(tmp_path):
             np.testing.assert_allclose(cut.speech, whole.speech[30:45], atol=1e-6)
         else:
             np.testing.assert_array_equal(cut.motion.jaw_pose, whole.motion.jaw_pose[30:45])
-        np.testing.assert_array_equal(cut.audio.samples, whole.audio.samples[RATE:int(1.5 * RATE)])
+        np.testing.assert_array_equal(read_all(cut.audio), read_all(whole.audio)[RATE:int(1.5 * RATE)])
     with pytest.raises(InputError, match="does not lie inside the source"):
         ClipSource(audio=DEMO_AUDIO, start=6.0, duration=5.0).check_trim()
     out = tmp_path / "cut.mp4"

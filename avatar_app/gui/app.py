@@ -1,22 +1,30 @@
 """`avatar app`: open the main window on a loaded player; `--snapshot` grabs it and exits."""
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
 import tempfile
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
-from PySide6.QtCore import QSettings, QTimer
+from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QSettings, QTimer
+from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QApplication
+
+from models.errors import InputError
+from models.files import atomic_write
 
 from ..avatar import AvatarSource
 from ..clip import ClipSource
+from ..interrupts import Terminated, exit_code
 from ..player import Player
 from .main_window import MainWindow
 
 ORGANISATION, APPLICATION = "talking-head-studio", "avatar"
 SNAPSHOT_TIMEOUT_MS = 120_000
 SNAPSHOT_WINDOW = (1280, 860)
+PNG_TAG = "talking-head-studio"
 
 
 def application() -> QApplication:
@@ -24,6 +32,24 @@ def application() -> QApplication:
     app.setOrganizationName(ORGANISATION)
     app.setApplicationName(APPLICATION)
     return app
+
+
+def is_our_png(path: Path) -> bool:
+    """A PNG whose text chunks (before its pixels) name us as the software that wrote it."""
+    try:
+        with open(path, "rb") as handle:
+            return PNG_TAG.encode() in handle.read(1 << 16)
+    except OSError:
+        return False
+
+
+def _png_bytes(image: QImage) -> bytes:
+    data = QByteArray()
+    buffer = QBuffer(data)
+    buffer.open(QIODevice.WriteOnly)
+    if not image.save(buffer, "PNG"):
+        raise OSError("Qt could not encode the PNG")
+    return bytes(data)
 
 
 def run_app(player: Player, avatar_source: AvatarSource, clip_source: ClipSource,
@@ -35,6 +61,35 @@ def run_app(player: Player, avatar_source: AvatarSource, clip_source: ClipSource
         scratch = tempfile.TemporaryDirectory(prefix="avatar-snapshot-")
         settings = QSettings(str(Path(scratch.name) / "settings.ini"), QSettings.IniFormat)
     window = MainWindow(player, avatar_source, clip_source, settings or QSettings())
+    with _closed_by_signals(window) as stopped:
+        code = _show(app, window, snapshot)
+    return exit_code(stopped[0]) if stopped else code
+
+
+@contextlib.contextmanager
+def _closed_by_signals(window: MainWindow) -> Iterator[list[KeyboardInterrupt]]:
+    """Ctrl-C and SIGTERM close the window as its close button does (background work is
+    cancelled and its temporary files removed); the list says which signal did it. A timer
+    lets Python see signals while Qt's event loop runs."""
+    stopped: list[KeyboardInterrupt] = []
+
+    def close(signum: int, _frame: object) -> None:
+        stopped.append(Terminated() if signum == signal.SIGTERM else KeyboardInterrupt())
+        QTimer.singleShot(0, window.close)
+
+    previous = {signum: signal.signal(signum, close) for signum in (signal.SIGINT, signal.SIGTERM)}
+    heartbeat = QTimer(window)
+    heartbeat.timeout.connect(lambda: None)
+    heartbeat.start(200)
+    try:
+        yield stopped
+    finally:
+        heartbeat.stop()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _show(app: QApplication, window: MainWindow, snapshot: Optional[Path]) -> int:
     if snapshot is None:
         window.show()
         return app.exec()
@@ -52,11 +107,14 @@ def run_app(player: Player, avatar_source: AvatarSource, clip_source: ClipSource
         if not window.settled():  # something changed meanwhile: wait for its frame
             window.frame_shown.connect(grab)
             return
-        if window.grab().save(str(snapshot)):
+        image = window.grab().toImage()
+        image.setText("Software", PNG_TAG)  # marks the file as ours: a later snapshot may replace it
+        try:
+            atomic_write(snapshot, lambda handle: handle.write(_png_bytes(image)))
             outcome["code"] = 0
             print(f"wrote {snapshot}")
-        else:
-            print(f"avatar: error: {snapshot}: could not write the snapshot", file=sys.stderr)
+        except (InputError, OSError) as err:
+            print(f"avatar: error: {snapshot}: could not write the snapshot ({err})", file=sys.stderr)
         window.close()
 
     def give_up() -> None:

@@ -225,7 +225,8 @@ class FileActions:
             clip = player.clip
 
             def frames():
-                for i, frame in enumerate(player.render_range(0, clip.num_frames, cancel=task.cancel)):
+                for i, frame in enumerate(player.render_range(0, clip.num_frames, cancel=task.cancel,
+                                                             require_visible=True)):
                     task.report(i + 1)
                     yield frame
 

@@ -36,6 +36,7 @@ FULL_SIDE = {"cpu": 1024, "gsplat": 2048}
 SETTLE_MS = 250           # after the last interaction, render full size
 TICK_MS = 8               # playback clock polling while playing
 FPS_WINDOW = 1.0          # seconds over which the shown frame rate is measured
+TASK_CLEANUP_S = 30.0     # on closing, how long a cancelled recording may take to remove its file
 
 
 class MainWindow(QMainWindow):
@@ -487,6 +488,8 @@ class MainWindow(QMainWindow):
         self.settings.sync()
         for task in list(self.tasks):
             task.cancel.set()
+        for task in list(self.tasks):  # a recording removes its unfinished file before we go
+            task.wait(TASK_CLEANUP_S)
         self._tick.stop()
         self.clock.close()
         self.worker.stop()

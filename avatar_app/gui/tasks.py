@@ -32,6 +32,11 @@ class Task(QObject):
     def running(self) -> bool:
         return self._thread.is_alive()
 
+    def wait(self, seconds: float) -> bool:
+        """Wait up to `seconds` for the work to end (after `cancel`, to let it clean up)."""
+        self._thread.join(seconds)
+        return not self._thread.is_alive()
+
     def _run(self) -> None:
         try:
             result = self._work(self)

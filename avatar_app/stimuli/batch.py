@@ -21,6 +21,8 @@ import math
 import multiprocessing
 import os
 import platform
+import signal
+import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
@@ -37,11 +39,13 @@ except ImportError:  # Windows
 
 from models.checkpoint import CONFIG_FILE, WEIGHTS_FILE
 from models.errors import InputError
-from models.files import atomic_write
+from models.files import atomic_write, csv_cell
 from renderer.errors import InputError as RendererInputError
 from renderer.render import resolve_backend
 
 from ..avatar import find_point_cloud
+from ..interrupts import EXIT_TERMINATED, Terminated
+from ..outputs import check_output_folder
 from .design import COLUMNS
 from .render import Outputs, Players, make_stimulus
 from .resolve import Stimulus
@@ -135,9 +139,9 @@ def _finished(folder: Path, p: Plan) -> Optional[dict[str, Any]]:
     """The stimulus' record if its key matches and its files are there as recorded."""
     try:
         record = json.loads(_record_path(folder, p.stimulus.id).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
-    if record.get("key") != p.key:
+    if not isinstance(record, dict) or record.get("key") != p.key:
         return None
     for output in record.get("outputs", {}).values():
         path = folder / output["file"]
@@ -169,6 +173,7 @@ def _remove_temporaries(folder: Path) -> None:
 
 # ---- the work of one process ---------------------------------------------------------------
 _players: Optional[Players] = None
+_busy = False  # a worker process is making a stimulus
 
 
 def _start_worker(backend: str, threads: int) -> None:
@@ -178,15 +183,33 @@ def _start_worker(backend: str, threads: int) -> None:
     _players = Players(backend)
 
 
+def _start_process(backend: str, threads: int) -> None:
+    """A worker process: SIGTERM (sent by the driver when the batch is stopped) unwinds the
+    stimulus being made, removing its temporary files, or ends an idle worker quietly."""
+    signal.signal(signal.SIGTERM, _stop_worker)
+    _start_worker(backend, threads)
+
+
+def _stop_worker(_signum: int, _frame: object) -> None:
+    if _busy:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated()
+    sys.exit(EXIT_TERMINATED)
+
+
 def _make(p: Plan, folder: Path, outputs: Outputs) -> dict[str, Any]:
     """Make one stimulus; a failure is returned as a reason, not raised."""
+    global _busy
     stimulus = p.stimulus
     try:
+        _busy = True
         facts = make_stimulus(stimulus, folder, outputs, _players)
     except (InputError, RendererInputError) as err:
         return {"id": stimulus.id, "status": "failed", "error": str(err)}
     except Exception as err:  # noqa: BLE001 - a failing row must not stop the others
         return {"id": stimulus.id, "status": "failed", "error": f"{type(err).__name__}: {err}"}
+    finally:
+        _busy = False
     files = outputs.files(stimulus.id)
     return {"id": stimulus.id, "status": "ok", **facts,
             "outputs": {kind: {"file": name, "sha256": sha256_file(folder / name)} for kind, name in files.items()},
@@ -204,12 +227,20 @@ def _full_record(p: Plan, made: dict[str, Any], backend: str) -> dict[str, Any]:
             "backend": backend, "software": software(), **made}
 
 
+def check_study_folder(folder: Path) -> Path:
+    """A folder a batch may write into: new, empty, or made by an earlier batch."""
+    return check_output_folder(folder, is_ours=lambda path: (path / STATE).is_dir(), what="stimuli")
+
+
 def run_batch(stimuli: list[Stimulus], folder: Path, outputs: Outputs, backend: str = "auto", workers: int = 1,
               progress: bool = True, design: Optional[Path] = None) -> BatchResult:
     """Make every stimulus not already made in `folder`, then write the manifest there
     (naming the `design` file and its hash)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / STATE).mkdir(exist_ok=True)
+    check_study_folder(folder)
+    try:
+        (folder / STATE).mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(f"{folder}: cannot write there ({err.strerror or err})") from None
     with _only_batch_in(folder):
         _remove_temporaries(folder)
         backend = resolve_backend(backend)
@@ -222,7 +253,11 @@ def run_batch(stimuli: list[Stimulus], folder: Path, outputs: Outputs, backend: 
                              others=sorted({p.stem for p in (folder / STATE).glob("*.json")} - ids))
         if progress and records:
             print(f"{len(records)} of {len(plans)} stimuli are already made and unchanged: skipped")
-        _make_all(pending, folder, outputs, backend, workers, progress, records, result)
+        try:
+            _make_all(pending, folder, outputs, backend, workers, progress, records, result)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the next run resumes from what is finished
+            _remove_temporaries(folder)
+            raise
         result.records = [records[s.id] for s in stimuli]
         about = {"path": str(design), "sha256": sha256_file(design)} if design is not None else None
         write_manifest(folder, result.records, backend, about)
@@ -265,13 +300,15 @@ def _in_processes(pending: list[Plan], folder: Path, outputs: Outputs, backend: 
     """Several local processes (spawned: a forked torch can hang), the cores shared out."""
     threads = max(1, (os.cpu_count() or 1) // workers)
     pool = concurrent.futures.ProcessPoolExecutor(workers, multiprocessing.get_context("spawn"),
-                                                  initializer=_start_worker, initargs=(backend, threads))
+                                                  initializer=_start_process, initargs=(backend, threads))
     try:
         futures = {pool.submit(_make, p, folder, outputs): p for p in pending}
         for future in concurrent.futures.as_completed(futures):
             finish(futures[future], future.result())
     except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            process.terminate()  # SIGTERM: each worker removes its temporaries and ends
+        pool.shutdown(wait=True, cancel_futures=True)
         raise
     pool.shutdown()
 
@@ -306,5 +343,5 @@ def write_manifest(folder: Path, records: list[dict[str, Any]], backend: str,
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=list(rows[0]) if rows else ["id"], lineterminator="\n")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({key: csv_cell(value) for key, value in row.items()} for row in rows)
     atomic_write(folder / "manifest.csv", lambda h: h.write(out.getvalue().encode("utf-8")))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import time
 from pathlib import Path
 
@@ -11,7 +12,8 @@ from models.errors import InputError
 from models.files import atomic_write
 from models.loudness import LoudnessTarget
 
-from .batch import run_batch, sha256_file, software
+from ..outputs import holds_only, staged_folder
+from .batch import check_study_folder, run_batch, sha256_file, software
 from .design import COLUMNS, Design, expand_factorial, merged_defaults, parse_assignments, read_design, write_design
 from .resolve import resolve
 from .render import Outputs
@@ -32,7 +34,7 @@ def cmd_stimuli(args: argparse.Namespace) -> int:
         design = expand_factorial(design, args.factorial)
     loudness = None if args.loudness.strip().lower() == "off" else LoudnessTarget.parse(args.loudness)
     stimuli = resolve(design, merged_defaults(design, command_line), loudness)
-    output = Path(args.output)
+    output = check_study_folder(Path(args.output))
     design_file = Path(args.design) if args.design else None
     if args.factorial:
         output.mkdir(parents=True, exist_ok=True)
@@ -66,12 +68,13 @@ def cmd_trials(args: argparse.Namespace) -> int:
     lists = trial_lists(stimuli, args.participants, args.seed, args.latin_square, args.repeats)
     factors = varying_factors(stimuli)
     folder = Path(args.output) if args.output else Path(args.manifest).parent / "trials"
-    paths = write_trial_lists(lists, folder, factors)
     settings = {"manifest": str(args.manifest), "manifest_sha256": sha256_file(Path(args.manifest)),
                 "participants": args.participants, "seed": args.seed, "latin_square": args.latin_square,
                 "repeats": args.repeats, "software": software()}
     text = json.dumps(settings, indent=1) + "\n"
-    atomic_write(folder / TRIAL_SETTINGS, lambda handle: handle.write(text.encode("utf-8")))
+    with staged_folder(folder, "trial lists", holds_only(r"participant_\d+\.csv|" + re.escape(TRIAL_SETTINGS))) as staged:
+        paths = [folder / p.name for p in write_trial_lists(lists, staged, factors)]
+        atomic_write(staged / TRIAL_SETTINGS, lambda handle: handle.write(text.encode("utf-8")))
     print(f"wrote {len(paths)} trial lists of {len(lists[0])} trials to {folder} "
           f"(factors: {', '.join(factors) or 'none'})")
     if args.latin_square:

@@ -12,7 +12,7 @@ from typing import Any, Iterator, Optional
 import numpy as np
 import torch
 
-from models.audio import Audio
+from models.audio import AudioSource, AudioView
 from models.blendshapes import WeightSequence
 
 from ..avatar import AvatarSource
@@ -52,20 +52,29 @@ class Players:
         return self.loaded[source].snapshot()
 
 
+_APEX_CHUNK = 512  # frames whose vertex displacements are held at once
+
+
 def apex_frame(player: Player, frames: int) -> int:
     """The frame where the expression is strongest (its displacement norm); when the expression
-    does not change, the frame where the face moves most."""
+    does not change, the frame where the face moves most. Measured `_APEX_CHUNK` frames at a
+    time, so a long clip needs no more memory than a short one."""
     bs = player.avatar.blendshapes
     if bs is None:
         params = player.flame_params(0, frames)
         return int(np.argmax(np.linalg.norm(np.concatenate([params.expr, params.jaw_pose], 1), axis=1)))
-    speech, expression = player.weights(0, frames)
-    expression_motion = np.linalg.norm(expression @ bs.expression_basis.reshape(len(bs.expression_names), -1), axis=1)
+    speech_basis = bs.speech_basis.reshape(len(bs.speech_names), -1)
+    expression_basis = bs.expression_basis.reshape(len(bs.expression_names), -1)
+    expression_motion, total_motion = np.zeros(frames), np.zeros(frames)
+    for first in range(0, frames, _APEX_CHUNK):
+        last = min(first + _APEX_CHUNK, frames)
+        speech, expression = player.weights(first, last)
+        moved = expression @ expression_basis
+        expression_motion[first:last] = np.linalg.norm(moved, axis=1)
+        total_motion[first:last] = np.linalg.norm(speech @ speech_basis + moved, axis=1)
     if np.ptp(expression_motion) > 1e-6 * max(float(expression_motion.max()), 1e-12):
         return int(np.argmax(expression_motion))
-    total = speech @ bs.speech_basis.reshape(len(bs.speech_names), -1) + \
-        expression @ bs.expression_basis.reshape(len(bs.expression_names), -1)
-    return int(np.argmax(np.linalg.norm(total, axis=1)))
+    return int(np.argmax(total_motion))
 
 
 def _padded_weights(weights: WeightSequence, before: int, after: int) -> WeightSequence:
@@ -76,12 +85,12 @@ def _padded_weights(weights: WeightSequence, before: int, after: int) -> WeightS
                           speech_names=weights.speech_names, expression_names=weights.expression_names)
 
 
-def _padded_audio(audio: Optional[Audio], before: float, after: float) -> Optional[Audio]:
+def _padded_audio(audio: Optional[AudioSource], before: float, after: float) -> Optional[AudioSource]:
+    """The clip's audio with `before` and `after` seconds of silence (read lazily)."""
     if audio is None:
         return None
-    rate = audio.sample_rate
-    silence = [np.zeros(int(round(s * rate)), np.float32) for s in (before, after)]
-    return Audio(np.concatenate([silence[0], audio.samples, silence[1]]), rate)
+    lead, tail = (int(round(s * audio.sample_rate)) for s in (before, after))
+    return AudioView(audio, -lead, lead + audio.num_samples + tail)
 
 
 def make_stimulus(stimulus: Stimulus, folder: Path, outputs: Outputs, players: Players) -> dict[str, Any]:
@@ -105,7 +114,8 @@ def make_stimulus(stimulus: Stimulus, folder: Path, outputs: Outputs, players: P
 
     def frames() -> Iterator[np.ndarray]:
         neutral = _neutral_frame(player) if before or after else None
-        stream = itertools.chain(itertools.repeat(neutral, before), player.render_range(0, clip.num_frames),
+        stream = itertools.chain(itertools.repeat(neutral, before),
+                                 player.render_range(0, clip.num_frames, require_visible=True),
                                  itertools.repeat(neutral, after))
         for index, frame in enumerate(stream):
             digest.update(np.ascontiguousarray(frame).tobytes())

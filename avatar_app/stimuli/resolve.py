@@ -9,11 +9,13 @@ import math
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Literal, Optional
 
 from models.blendshapes import BlendshapeModel, WeightSequence
 from models.emotion import check_emotions, parse_emotions
 from models.errors import InputError
+from models.files import check_input_file
+from models.limits import MAX_DURATION_S
 from models.loudness import LoudnessTarget
 
 from ..avatar import AvatarSource, resolve_avatar_source
@@ -21,19 +23,24 @@ from ..clip import ClipSource
 from ..options import parse_colour, parse_size
 from ..player import VIEW_PRESETS, Performance, View
 from ..video import check_video_size
-from .design import Design, DesignRow
+from .design import Design, DesignRow, one_line
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_MAX_ID = 200  # characters: an id names files (<id>.weights.csv and temporary names), at most 255 bytes
+SHOWN_PROBLEMS = 200  # a design error lists these; the rest are counted
 _VIEWS = {re.sub(r"[\s_-]+", " ", name.lower()): angles for name, angles in VIEW_PRESETS.items()}
 
 
 class DesignError(InputError):
-    """Everything wrong with a design, one problem per line."""
+    """Everything wrong with a design, one problem per line (the first SHOWN_PROBLEMS of them)."""
 
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
+        lines = [one_line(p) for p in problems[:SHOWN_PROBLEMS]]
+        if len(problems) > SHOWN_PROBLEMS:
+            lines.append(f"… and {len(problems) - SHOWN_PROBLEMS} more")
         super().__init__(f"the design has {len(problems)} problem{'s' * (len(problems) != 1)}:\n  "
-                         + "\n  ".join(problems))
+                         + "\n  ".join(lines))
 
 
 @dataclass(frozen=True)
@@ -92,7 +99,7 @@ def _number(text: str, low: float, high: float) -> float:
         raise InputError(f"{text!r} is not a number") from None
     if not (math.isfinite(value) and low <= value <= high):
         raise InputError(f"{text} is outside {low:g}..{high:g}")
-    return value
+    return value + 0.0  # -0 as 0
 
 
 def parse_view(text: str) -> tuple[float, float, Optional[float]]:
@@ -134,13 +141,23 @@ class _Row:
             self.note(f"{column}: {err}")
             return fallback
 
-    def path(self, column: str, folder: bool = False) -> Optional[Path]:
+    def path(self, column: str, kind: Literal["file", "folder", "file or folder"] = "file") -> Optional[Path]:
+        """The row's path in `column`, checked now: a "folder", a regular "file" (a pipe would
+        block and a device never end when read) or, for an avatar, "file or folder"."""
         text = self.values.get(column, "")
         if not text:
             return None
         path = self.base / text
-        if not (path.is_dir() if folder else path.exists()):
-            self.note(f"{column}: {text}: no such {'folder' if folder else 'file'}")
+        try:
+            if kind == "folder" and not path.is_dir():
+                raise InputError(f"{path}: {'not a' if path.exists() else 'no such'} folder")
+            if kind == "file" or (kind == "file or folder" and not path.is_dir()):
+                check_input_file(path, kind)
+        except InputError as err:
+            self.note(f"{column}: {text}: {str(err).removeprefix(f'{path}: ')}")
+            return None
+        except (OSError, ValueError) as err:  # a name too long, a NUL in it
+            self.note(f"{column}: {text}: not a usable path ({getattr(err, 'strerror', None) or err})")
             return None
         return path
 
@@ -178,15 +195,16 @@ def resolve(design: Design, defaults: dict[str, str], loudness: Optional[Loudnes
 
 
 def _id(text: str) -> str:
-    if not _ID.fullmatch(text):
-        raise InputError(f"{text!r}: use letters, digits, '.', '_' and '-' (it names the output files)")
+    if not _ID.fullmatch(text) or len(text) > _MAX_ID:
+        raise InputError(f"{text!r}: use up to {_MAX_ID} letters, digits, '.', '_' and '-' (it names the output "
+                         "files)")
     return text
 
 
 def _avatar(r: _Row) -> Optional[AvatarSource]:
     demo = r.values.get("avatar", "demo").lower() == "demo"
-    avatar = None if demo else r.path("avatar")
-    flame, blendshapes, generator = r.path("flame"), r.path("blendshapes"), r.path("generator", folder=True)
+    avatar = None if demo else r.path("avatar", "file or folder")
+    flame, blendshapes, generator = r.path("flame"), r.path("blendshapes"), r.path("generator", "folder")
     if not demo and avatar is None:
         return None
     try:
@@ -223,8 +241,8 @@ def _clip(r: _Row, source: Optional[AvatarSource], models: _Models, fps: float,
         return None
     if any(r.values.get(c) and paths[c] is None for c in paths):  # a missing file, already noted
         return None
-    start = r.get("start", lambda t: _number(t, 0.0, math.inf), 0.0)
-    end = r.get("end", lambda t: _number(t, 0.0, math.inf))
+    start = r.get("start", lambda t: _number(t, 0.0, MAX_DURATION_S), 0.0)
+    end = r.get("end", lambda t: _number(t, 0.0, MAX_DURATION_S))
     if end is not None and end <= start:
         r.note(f"end {end:g} s: must come after start {start:g} s")
         return None

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -21,9 +20,12 @@ from typing import Optional
 import numpy as np
 
 from models.errors import InputError
-from models.files import atomic_write
+from models.files import atomic_write, csv_cell, csv_text, parse_json, read_text_file
 
 from .design import COLUMNS
+
+
+MAX_PARTICIPANTS, MAX_REPEATS = 100_000, 1000
 
 
 @dataclass(frozen=True)
@@ -45,27 +47,27 @@ def read_manifest(path: str | Path) -> list[StimulusEntry]:
     """The stimuli of a manifest.json or manifest.csv written by `avatar stimuli`; all must
     have been made."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such manifest") from None
+    text = read_text_file(path, "stimulus manifest")
     try:
         if path.suffix.lower() == ".json":
             rows = [{"id": r["id"], "status": r["status"], "mp4": r.get("outputs", {}).get("mp4", {}).get("file", ""),
-                     **r.get("levels", {})} for r in json.loads(text)["stimuli"]]
+                     **r.get("levels", {})} for r in parse_json(text, str(path), "stimulus manifest")["stimuli"]]
         else:
-            rows = list(csv.DictReader(io.StringIO(text)))
+            rows = [{key: csv_text(value) for key, value in row.items() if isinstance(key, str) and isinstance(value, str)}
+                    for row in csv.DictReader(io.StringIO(text))]
             if rows and not {"id", "status", "mp4"} <= set(rows[0]):
                 raise KeyError("id, status, mp4")
-    except (ValueError, KeyError, TypeError) as err:
-        raise InputError(f"{path}: not a stimulus manifest ({err})") from None
+        if not all(isinstance(r[k], str) for r in rows for k in ("id", "status", "mp4")):
+            raise TypeError("id, status and mp4 must be text")
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError, csv.Error) as err:
+        raise InputError(f"{path}: not a stimulus manifest ({type(err).__name__}: {' '.join(str(err).split())[:200]})") from None
     failed = [r["id"] for r in rows if r["status"] != "ok"]
     if failed:
         raise InputError(f"{path}: {len(failed)} stimuli were not made ({', '.join(failed[:5])}); "
                          "rerun `avatar stimuli` first")
     if not rows:
         raise InputError(f"{path}: the manifest lists no stimuli")
-    return [StimulusEntry(r["id"], r["mp4"], {c: r.get(c) or "" for c in COLUMNS if c != "id"}) for r in rows]
+    return [StimulusEntry(r["id"], r["mp4"], {c: str(r.get(c) or "") for c in COLUMNS if c != "id"}) for r in rows]
 
 
 def williams_square(n: int) -> list[list[int]]:
@@ -116,8 +118,10 @@ def _shuffled(items: list[StimulusEntry], rng: np.random.Generator) -> list[Stim
 def trial_lists(stimuli: list[StimulusEntry], participants: int, seed: int, factor: Optional[str] = None,
                 repeats: int = 1) -> list[list[Trial]]:
     """One list per participant (numbered from 1)."""
-    if participants < 1 or repeats < 1:
-        raise InputError("--participants and --repeats must be at least 1")
+    if not (1 <= participants <= MAX_PARTICIPANTS and 1 <= repeats <= MAX_REPEATS):
+        raise InputError(f"--participants must lie in 1..{MAX_PARTICIPANTS} and --repeats in 1..{MAX_REPEATS}")
+    if seed < 0:
+        raise InputError(f"--seed {seed}: must be 0 or more")
     if factor is None:
         groups = [stimuli]
         square = [[0]]
@@ -139,16 +143,15 @@ def trial_lists(stimuli: list[StimulusEntry], participants: int, seed: int, fact
 
 def write_trial_lists(lists: list[list[Trial]], folder: Path, factors: list[str]) -> list[Path]:
     """participant_001.csv, ...: participant, trial, block, id, file and the factor levels."""
-    folder.mkdir(parents=True, exist_ok=True)
     width = max(3, len(str(len(lists))))
     paths = []
     for trials in lists:
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(["participant", "trial", "block", "id", "file", *factors])
+        writer.writerow(["participant", "trial", "block", "id", "file", *map(csv_cell, factors)])
         for t in trials:
-            writer.writerow([t.participant, t.trial, t.block, t.stimulus.id, t.stimulus.file,
-                             *(t.stimulus.levels.get(f, "") for f in factors)])
+            writer.writerow([t.participant, t.trial, t.block, csv_cell(t.stimulus.id), csv_cell(t.stimulus.file),
+                             *(csv_cell(t.stimulus.levels.get(f, "")) for f in factors)])
         path = folder / f"participant_{trials[0].participant:0{width}d}.csv"
         atomic_write(path, lambda h, text=out.getvalue(): h.write(text.encode("utf-8")))
         paths.append(path)
