@@ -21,7 +21,7 @@ from models.errors import InputError
 from models.files import atomic_write, check_input_file
 from models.limits import MAX_CHANNELS, MAX_DURATION_S, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 
-CHUNK_SAMPLES = 1 << 20  # what one read of a long source holds (4 MiB of float32)
+CHUNK_SAMPLES = 1 << 18  # what one read of a long source holds (1 MiB of float32)
 
 
 class AudioSource(Protocol):

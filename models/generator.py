@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from models.audio import Audio, AudioSource, Resampled, fit_length
+from models.audio import Audio, AudioSource, Resampled, chunks, fit_length
 from models.blendshapes import BlendshapeModel
 from models.checkpoint import CONFIG_FILE, check_architecture, load_checkpoint, restore, save_checkpoint
 from models.datasets import MeshSequence
@@ -39,7 +39,7 @@ _MEL_HOP = 160  # 10 ms: the mel front-end runs at 100 Hz
 _MEL_FFT = 512
 _WAV2VEC2_CHUNK_S = 20.0  # attention memory grows with the square of the length: long clips go in chunks
 _WAV2VEC2_CONTEXT_S = 2.0  # audio each side of a chunk that its frames still see
-_ANALYSIS_FRAMES = 4096  # native frames analysed at once (41 s of mel): bounds memory on long clips
+_ANALYSIS_FRAMES = 1024  # native frames analysed at once (10 s of mel): bounds memory on long clips
 _GENERATE_FRAMES = 2048  # video frames decoded at once, plus the TCN's reach each side
 _FEATURE_CACHE = 8  # windows of features a clip keeps, so a slider move reruns only the decoder
 _MAX_SETTINGS = {"width": 2048, "layers": 16, "kernel": 31, "emotion_dim": 1024, "mel_bands": 256}
@@ -299,8 +299,7 @@ class _FrozenWav2Vec2:
     def statistics(self, signal: AudioSource) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and standard deviation of the samples, as Wav2Vec2FeatureExtractor normalises."""
         moments = (0, torch.zeros(1, dtype=torch.float64), torch.zeros(1, dtype=torch.float64))
-        for first in range(0, signal.num_samples, 1 << 20):
-            part = signal.read(first, min(1 << 20, signal.num_samples - first))
+        for part in chunks(signal):
             moments = _merge_moments(moments, torch.from_numpy(part).double()[:, None])
         count, mean, m2 = moments
         return mean.float(), torch.sqrt(m2 / max(count, 1) + 1e-7).float()

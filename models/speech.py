@@ -25,7 +25,7 @@ LIPS_CLOSED = "lips_closed"
 
 ANALYSIS_RATE = 16000  # speech cues live below 8 kHz; a fixed rate makes every threshold fixed
 _CHUNK_FRAMES = 2048  # frames analysed at once ...
-_SPECTRUM_VALUES = 1 << 21  # ... and at most this many spectrum bins (low frame rates have long windows)
+_SPECTRUM_VALUES = 1 << 19  # ... and at most this many spectrum bins (low frame rates have long windows)
 _ATTACK_S = 0.015  # the mouth opens quickly ...
 _RELEASE_S = 0.04  # ... and closes a little slower, so it does not chatter
 
