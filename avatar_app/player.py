@@ -92,7 +92,8 @@ class Player:
         self.clip: Clip = still_clip(1.0)
         self._framing = self._framing_points()
         self._pose_cache: dict = {}  # see _posed
-        self._generated_cache: dict = {}  # see _generated
+        self._generated_cache: dict = {}  # see _generated_chunk
+        self._intensity_cache: dict = {}  # see _intensities
 
     @property
     def num_gaussians(self) -> int:
@@ -175,38 +176,41 @@ class Player:
         """The performance's emotion intensities at every frame of the clip (T, E), kept while
         the clip and the emotions stay the same (shared with snapshots)."""
         clip, perf = self.clip, self.performance
-        cached = self._generated_cache.get("intensities")  # one read: other threads may replace it
+        cached = self._intensity_cache.get("last")  # one read: other threads may replace it
         if cached is not None and cached[0] is clip and cached[1] == (perf.emotions, perf.keyframes):
             return cached[2]
         names = self.avatar.blendshapes.emotion_names
         value = perf.intensities(np.arange(clip.num_frames) / clip.fps, names)
-        self._generated_cache["intensities"] = (clip, (dict(perf.emotions), perf.keyframes), value)
+        self._intensity_cache["last"] = (clip, (dict(perf.emotions), perf.keyframes), value)
         return value
 
     def _generated(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         """The learned generator's speech and expression weights of frames start..stop-1 under
-        the performance's per-frame emotions. It decodes GENERATED_CHUNK frames at a time (each
-        equal to decoding the whole clip, as in training); the last few chunks are kept, shared
-        with snapshots, so a slider move reruns only the decoder of the chunks shown."""
-        clip = self.clip
+        the performance's per-frame emotions, assembled from GENERATED_CHUNK-frame chunks."""
         intensities = self._intensities()
-        parts = []
-        for chunk in range(start // GENERATED_CHUNK, -(-stop // GENERATED_CHUNK)):
-            first = chunk * GENERATED_CHUNK
-            cached = self._generated_cache.get(chunk)
-            if cached is not None and cached[0] is clip.features and cached[1] is intensities:
-                value = cached[2]
-            else:
-                value = self.driver.generate(clip.features, intensities, first, min(first + GENERATED_CHUNK, clip.num_frames))
-                chunks = [key for key in list(self._generated_cache) if isinstance(key, int)]
-                for old in chunks[:max(0, len(chunks) - _KEPT_CHUNKS + 1)]:
-                    self._generated_cache.pop(old, None)
-                self._generated_cache[chunk] = (clip.features, intensities, value)
-            lo, hi = max(start, first) - first, min(stop, first + GENERATED_CHUNK) - first
-            parts.append((value[0][lo:hi], value[1][lo:hi]))
-        if not parts:
-            return self.driver.generate(clip.features, intensities, start, start)
-        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        chunks = range(start // GENERATED_CHUNK, -(-stop // GENERATED_CHUNK))
+        if not chunks:
+            return self.driver.generate(self.clip.features, intensities, start, start)
+        values = [self._generated_chunk(chunk, intensities) for chunk in chunks]
+        first = chunks[0] * GENERATED_CHUNK
+        speech, expression = (np.concatenate([value[i] for value in values]) for i in range(2))
+        return speech[start - first:stop - first], expression[start - first:stop - first]
+
+    def _generated_chunk(self, chunk: int, intensities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One chunk, decoded with the network's reach each side (equal to decoding the whole
+        clip, as in training). The last few are kept, shared with snapshots, so a slider move
+        reruns only the decoder of the chunks shown."""
+        features = self.clip.features
+        cached = self._generated_cache.get(chunk)  # one read: other threads may replace it
+        if cached is not None and cached[0] is features and cached[1] is intensities:
+            return cached[2]
+        first = chunk * GENERATED_CHUNK
+        value = self.driver.generate(features, intensities, first, min(first + GENERATED_CHUNK, self.clip.num_frames))
+        kept = list(self._generated_cache)  # one call: other threads may change it
+        for old in kept[:max(0, len(kept) - _KEPT_CHUNKS + 1)]:
+            self._generated_cache.pop(old, None)
+        self._generated_cache[chunk] = (features, intensities, value)
+        return value
 
     def weight_sequence(self) -> WeightSequence:
         """The whole clip's weights as a weights file: re-rendered with gains 1 and no
