@@ -3,14 +3,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Optional
 
 from assets import DEMO_AVATAR, DEMO_BLENDSHAPES, DEMO_FLAME, MODEL_DIR
-from models.blendshapes import BlendshapeModel
-from models.generator import LearnedDriver
-from models.speech import SpeechDriver
-from models.errors import InputError
-from models.flame import FlameParams, FlameRig, load_flame, load_flame_params
+from common.errors import InputError
+from models.drivers.contract import SpeechDriver
+from models.drivers.generator import LearnedDriver
+from models.rig.blendshapes import BlendshapeModel
+from models.rig.flame import FlameParams, FlameRig, load_flame, load_flame_params
 from renderer.binding import check_binding
 from renderer.gaussians import GaussianSet
 from renderer.ply import read_ply
@@ -21,11 +20,11 @@ class Avatar:
     """`rig`/`params` are None for a static 3DGS scene (a PLY without bindings)."""
 
     gaussians: GaussianSet
-    rig: Optional[FlameRig]
-    params: Optional[FlameParams]
-    blendshapes: Optional[BlendshapeModel]
+    rig: FlameRig | None
+    params: FlameParams | None
+    blendshapes: BlendshapeModel | None
     source: str
-    driver: Optional[SpeechDriver] = None  # a learned generator; None: the signal-based driver
+    driver: SpeechDriver | None = None  # a learned generator; None: the signal-based driver
 
 
 def find_point_cloud(folder: Path) -> Path:
@@ -45,8 +44,8 @@ def find_point_cloud(folder: Path) -> Path:
     raise InputError(f"{folder}: no point_cloud.ply (nor point_cloud/iteration_*/point_cloud.ply) in it")
 
 
-def load_avatar(folder: str | Path, flame: Optional[str | Path] = None,
-                blendshapes: Optional[str | Path] = None) -> Avatar:
+def load_avatar(folder: str | Path, flame: str | Path | None = None,
+                blendshapes: str | Path | None = None) -> Avatar:
     """Load a GaussianAvatars avatar folder (or a plain 3DGS PLY) with its FLAME model."""
     folder = Path(folder)
     ply = find_point_cloud(folder)
@@ -88,9 +87,9 @@ class AvatarSource:
     must name the blendshape model's blendshapes and emotions."""
 
     avatar: Path
-    flame: Optional[Path] = None
-    blendshapes: Optional[Path] = None
-    generator: Optional[Path] = None
+    flame: Path | None = None
+    blendshapes: Path | None = None
+    generator: Path | None = None
 
     def load(self) -> Avatar:
         if self.avatar == DEMO_AVATAR and not DEMO_FLAME.is_file():
@@ -114,8 +113,8 @@ DEMO_SOURCE = LEARNED_DEMO_SOURCE  # the default: the shipped learned model
 DRIVERS = ("learned", "signal")
 
 
-def resolve_avatar_source(avatar: Optional[Path], flame: Optional[Path] = None, blendshapes: Optional[Path] = None,
-                          generator: Optional[Path] = None, driver: str = "learned") -> AvatarSource:
+def resolve_avatar_source(avatar: Path | None, flame: Path | None = None, blendshapes: Path | None = None,
+                          generator: Path | None = None, driver: str = "learned") -> AvatarSource:
     """What an avatar (None: the demo) is driven by. "learned": on the demo the shipped
     generator (or `generator`), on an avatar the `generator` (whose own blendshape model is the
     default), or the signal driver when no generator is given; "signal": the signal driver. On

@@ -5,29 +5,28 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 from tqdm import tqdm
 
-import models.errors
-import renderer.errors
 from assets import DEMO_AUDIO, DEMO_AVATAR, DEMO_DIR
-from models.emotion import parse_emotions
-from models.loudness import LoudnessTarget
+from common.errors import InputError
+from models.audio.loudness import LoudnessTarget
+from models.rig.emotion import parse_emotions
 
 from .avatar import Avatar, AvatarSource, resolve_avatar_source
 from .clip import DEFAULT_FPS, ClipSource
 from .interrupts import exit_code, sigterm_interrupts
-from .outputs import check_output_file, check_output_folder, holds_only
 from .learn_cli import add_learning_commands
 from .options import parse_colour, parse_size
+from .outputs import check_output_file, check_output_folder, holds_only
 from .player import Player
 from .preset import load_preset
 from .stimuli.cli import add_stimulus_commands
-from .video import check_video_output, check_video_size, is_video_path, write_mp4, write_png_folder
+from .video import check_video_output, check_video_size, is_video_path
 
-USER_ERRORS = (models.errors.InputError, renderer.errors.InputError)
+
 def add_avatar_arguments(p: argparse.ArgumentParser, required: bool = True) -> None:
     src = p.add_mutually_exclusive_group(required=required)
     src.add_argument("--demo", action="store_true", help="the embedded demo head" + ("" if required else " (the default)"))
@@ -71,8 +70,8 @@ def apply_performance(args: argparse.Namespace, player: Player) -> None:
         performance = load_preset(args.preset)
         try:
             player.set_performance(performance)
-        except models.errors.InputError as err:
-            raise models.errors.InputError(f"{args.preset}: {err}") from None
+        except InputError as err:
+            raise InputError(f"{args.preset}: {err}") from None
     if args.emotion:
         player.set_emotions(parse_emotions(args.emotion))
     perf = player.performance
@@ -98,25 +97,20 @@ def cmd_render(args: argparse.Namespace) -> int:
     width, height = parse_size(args.size)
     video = is_video_path(args.output)
     if not video and Path(args.output).suffix:
-        raise models.errors.InputError(f"-o {args.output}: give a .mp4 file or a folder for PNG frames")
+        raise InputError(f"-o {args.output}: give a .mp4 file or a folder for PNG frames")
     if video:
         check_video_size(width, height)
     check_video_output(args.output)
     source = avatar_source(args)
     player = Player(source.load(), backend=args.backend)
     apply_performance(args, player)
-    player.view.width, player.view.height = width, height
-    player.view.yaw, player.view.pitch, player.view.distance = args.yaw, args.pitch, args.distance
-    player.view.background = parse_colour(args.background)
-    clip = player.clip = clip_source(args, player.avatar, source.avatar == DEMO_AVATAR).build(player.driver, player.avatar.blendshapes, args.fps)
+    player.set_view(width=width, height=height, yaw=args.yaw, pitch=args.pitch, distance=args.distance,
+                    background=parse_colour(args.background))
+    clip = player.load_clip(clip_source(args, player.avatar, source.avatar == DEMO_AVATAR), args.fps)
 
     start = time.perf_counter()
-    frames = player.render_range(0, clip.num_frames, require_visible=True)
-    frames = tqdm(frames, total=clip.num_frames, unit="frame", desc="rendering", disable=args.quiet)
-    if video:
-        write_mp4(frames, args.output, (width, height), clip.fps, clip.num_frames, clip.audio)
-    else:
-        write_png_folder(frames, args.output, clip.audio)
+    with tqdm(total=clip.num_frames, unit="frame", desc="rendering", disable=args.quiet) as bar:
+        player.record(args.output, on_frame=lambda _index, _frame: bar.update())
     seconds = time.perf_counter() - start
     print(f"wrote {args.output}: {clip.num_frames} frames at {clip.fps:g} fps, {width}x{height} | "
           f"backend {player.backend} | {player.num_gaussians:,} Gaussians | "
@@ -127,7 +121,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 def cmd_app(args: argparse.Namespace) -> int:
     if (sys.platform.startswith("linux") and not os.environ.get("QT_QPA_PLATFORM")
             and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))):
-        raise models.errors.InputError("no display to open a window on: run it on a desktop or under "
+        raise InputError("no display to open a window on: run it on a desktop or under "
                                        "xvfb-run, or set QT_QPA_PLATFORM=offscreen (e.g. with --snapshot)")
     # Qt only when the app is asked for; without its optional-codec chatter
     os.environ.setdefault("QT_LOGGING_RULES", "qt.multimedia.symbolsresolver=false")
@@ -139,7 +133,7 @@ def cmd_app(args: argparse.Namespace) -> int:
     player = Player(source.load(), backend=args.backend)
     apply_performance(args, player)
     clip = clip_source(args, player.avatar, source.avatar == DEMO_AVATAR)
-    player.clip = clip.build(player.driver, player.avatar.blendshapes, args.fps)
+    player.load_clip(clip, args.fps)
     return run_app(player, source, clip, snapshot=Path(args.snapshot) if args.snapshot else None)
 
 
@@ -150,7 +144,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_build_demo(args: argparse.Namespace) -> int:
-    from .build_demo import build_demo
+    from .demo.build import build_demo
     check_output_folder(args.out, holds_only(r"flame_demo\.npz|avatar|blendshapes\.npz|speech\.wav"), "demo")
     for path in build_demo(Path(args.out), speech=not args.no_speech):
         print(f"wrote {path}")
@@ -195,12 +189,12 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     try:
         with sigterm_interrupts():
             return args.run(args)
-    except USER_ERRORS as err:
+    except InputError as err:
         print(f"avatar: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM

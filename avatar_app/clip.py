@@ -1,21 +1,21 @@
 """What drives a clip: audio, a weights file or a FLAME motion file, on a fixed frame grid."""
 from __future__ import annotations
 
+from collections.abc import Sized
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
-from models.audio import AudioSource, AudioView, fit_length, open_wav
-from models.audio import duration as seconds_of
-from models.blendshapes import BlendshapeModel, WeightSequence
-from models.errors import InputError
-from models.flame import FlameParams, load_flame_params
-from models.generator import ClipFeatures, LearnedDriver
-from models.limits import MAX_DURATION_S, MAX_FPS, MIN_FPS
-from models.loudness import LoudnessTarget, Normalisation, normalise
-from models.speech import SpeechDriver
+from common.errors import InputError
+from common.limits import MAX_DURATION_S, MAX_FPS, MIN_FPS
+from models.audio.loudness import LoudnessTarget, Normalisation, normalise
+from models.audio.sources import AudioSource, AudioView, fit_length, open_wav
+from models.audio.sources import duration as seconds_of
+from models.drivers.contract import SpeechDriver, WeightReader
+from models.drivers.recorded import RecordedDriver, RecordedWeights
+from models.rig.blendshapes import BlendshapeModel, WeightSequence
+from models.rig.flame import FlameParams, load_flame_params
 
 DEFAULT_FPS = 30.0
 STILL_SECONDS = 3.0
@@ -23,19 +23,20 @@ STILL_SECONDS = 3.0
 
 @dataclass
 class Clip:
-    """A timeline of `num_frames` frames at `fps`. Speech/expression weights (T, K) come from
-    audio or a weights file, or from a learned generator's `features` of the audio (then the
-    player generates the weights under the current emotions); `motion` holds FLAME
-    parameters played one per frame. The audio is read from its file as it is needed."""
+    """A timeline of `num_frames` frames at `fps`. `features` are what drives the face, one per
+    frame, and `reader` turns them into speech and expression weights under the current
+    emotions: a speech driver's analysis of the audio, or weights recorded in a file (a still
+    or a FLAME-motion clip records silence). Both are None only without a blendshape model.
+    `motion` holds FLAME parameters played one per frame. The audio is read from its file as it
+    is needed."""
 
     fps: float
     num_frames: int
-    audio: Optional[AudioSource] = None
-    speech: Optional[np.ndarray] = None
-    expression: Optional[np.ndarray] = None
-    motion: Optional[FlameParams] = None
-    features: Optional[ClipFeatures] = None  # a learned generator's audio features, T rows
-    loudness: Optional[Normalisation] = None  # what loudness normalisation did to the audio
+    audio: AudioSource | None = None
+    features: Sized | None = None
+    reader: WeightReader | None = None
+    motion: FlameParams | None = None
+    loudness: Normalisation | None = None  # what loudness normalisation did to the audio
     origin: str = ""  # what drives it, for messages ("speech.wav", "take.weights.npz with soundtrack a.wav")
 
     @property
@@ -44,11 +45,11 @@ class Clip:
 
 
 def frame_count(duration: float, fps: float) -> int:
-    """A clip of D seconds has exactly round(D·fps) frames (DESIGN §3)."""
+    """A clip of D seconds has exactly round(D·fps) frames (docs/architecture.md §Pipeline)."""
     return int(round(duration * fps))
 
 
-def _check_timing(fps: float, duration: Optional[float]) -> None:
+def _check_timing(fps: float, duration: float | None) -> None:
     if not np.isfinite(fps) or not MIN_FPS <= fps <= MAX_FPS:
         raise InputError(f"--fps {fps:g}: must be a frame rate in {MIN_FPS:g}..{MAX_FPS:g}")
     if duration is not None and (not np.isfinite(duration) or not 0 < duration <= MAX_DURATION_S):
@@ -64,7 +65,7 @@ def _resample_rows(values: np.ndarray, src_fps: float, fps: float, frames: int, 
     return np.stack([np.interp(t, t_src, values[:, k]) for k in range(values.shape[1])], -1).astype(np.float32)
 
 
-def with_soundtrack(clip: Clip, audio: Optional[AudioSource]) -> Clip:
+def with_soundtrack(clip: Clip, audio: AudioSource | None) -> Clip:
     """Attach audio trimmed/padded to the clip's exact duration."""
     if audio is not None:
         clip.audio = fit_length(audio, clip.duration)
@@ -72,28 +73,27 @@ def with_soundtrack(clip: Clip, audio: Optional[AudioSource]) -> Clip:
 
 
 def clip_from_audio(audio: AudioSource | str | Path, driver: SpeechDriver, fps: float = DEFAULT_FPS,
-                    duration: Optional[float] = None) -> Clip:
+                    duration: float | None = None) -> Clip:
     _check_timing(fps, duration)
     audio = open_wav(audio) if isinstance(audio, (str, Path)) else audio
     frames = frame_count(duration if duration is not None else seconds_of(audio), fps)
     audio = fit_length(audio, frames / fps)
-    if isinstance(driver, LearnedDriver):  # speech and expression come from it at play time
-        return Clip(fps, frames, audio=audio, features=driver.features(audio, fps))
-    return Clip(fps, frames, audio=audio, speech=driver.weights(audio, fps))
+    return Clip(fps, frames, audio=audio, features=driver.analyse(audio, fps), reader=driver)
 
 
 def clip_from_weights(path: str | Path, model: BlendshapeModel, fps: float = DEFAULT_FPS,
-                      duration: Optional[float] = None, start: float = 0.0) -> Clip:
+                      duration: float | None = None, start: float = 0.0) -> Clip:
     _check_timing(fps, duration)
     seq = WeightSequence.load(path)
     seq.check_against(model)
     length = len(seq.speech) / float(seq.fps)
     frames = frame_count(duration if duration is not None else length - start, fps)
-    return Clip(fps, frames, speech=_resample_rows(seq.speech, float(seq.fps), fps, frames, start),
-                expression=_resample_rows(seq.expression, float(seq.fps), fps, frames, start))
+    recorded = RecordedWeights(_resample_rows(seq.speech, float(seq.fps), fps, frames, start),
+                               _resample_rows(seq.expression, float(seq.fps), fps, frames, start))
+    return Clip(fps, frames, features=recorded, reader=RecordedDriver.for_model(model))
 
 
-def clip_from_motion(path: str | Path, fps: float = DEFAULT_FPS, duration: Optional[float] = None,
+def clip_from_motion(path: str | Path, fps: float = DEFAULT_FPS, duration: float | None = None,
                      start: float = 0.0) -> Clip:
     """Motion frames are played one per output frame, from frame round(start·fps)."""
     _check_timing(fps, duration)
@@ -110,6 +110,15 @@ def still_clip(duration: float, fps: float = DEFAULT_FPS) -> Clip:
     return Clip(fps, frame_count(duration, fps))
 
 
+def with_silence(clip: Clip, model: BlendshapeModel | None) -> Clip:
+    """A clip without speech (a still, a FLAME motion) made to record silence under `model`, so
+    the emotions still drive its expression."""
+    if model is not None and clip.features is None:
+        clip.features = RecordedWeights.silent(clip.num_frames, model.speech_names)
+        clip.reader = RecordedDriver.for_model(model)
+    return clip
+
+
 @dataclass(frozen=True)
 class ClipSource:
     """Where a clip comes from, kept so it can be rebuilt at another frame rate (an export at
@@ -118,18 +127,18 @@ class ClipSource:
     `duration` (seconds) cut a segment out of the source, the audio in step; `loudness`
     brings that audio segment to a target level before it drives the face or is heard."""
 
-    audio: Optional[Path] = None
-    weights: Optional[Path] = None
-    motion: Optional[Path] = None
-    duration: Optional[float] = None
+    audio: Path | None = None
+    weights: Path | None = None
+    motion: Path | None = None
+    duration: float | None = None
     start: float = 0.0
-    loudness: Optional[LoudnessTarget] = None
+    loudness: LoudnessTarget | None = None
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.start) and self.start >= 0):
             raise InputError(f"start {self.start}: must be a number of seconds >= 0")
 
-    def source_length(self, fps: float = DEFAULT_FPS) -> Optional[float]:
+    def source_length(self, fps: float = DEFAULT_FPS) -> float | None:
         """Seconds of what drives the clip (weights, motion played at `fps`, else audio); None
         for a still."""
         if self.weights:
@@ -156,7 +165,7 @@ class ClipSource:
             raise InputError(f"the segment {self.start:g}..{end if self.duration else length:g} s is shorter "
                              f"than one frame at {fps:g} fps")
 
-    def soundtrack(self) -> tuple[Optional[AudioSource], Optional[Normalisation]]:
+    def soundtrack(self) -> tuple[AudioSource | None, Normalisation | None]:
         """The audio segment (read from its file as needed), loudness-normalised when a target
         is set."""
         if not self.audio:
@@ -169,7 +178,7 @@ class ClipSource:
             return audio, None
         return normalise(audio, self.loudness)
 
-    def build(self, driver: Optional[SpeechDriver], blendshapes: Optional[BlendshapeModel],
+    def build(self, driver: SpeechDriver | None, blendshapes: BlendshapeModel | None,
               fps: float = DEFAULT_FPS) -> Clip:
         needs_blendshapes = self.weights or (self.audio and not self.motion)
         if needs_blendshapes and (blendshapes is None or driver is None):
@@ -187,6 +196,7 @@ class ClipSource:
             clip = Clip(fps, 0)
         if clip.num_frames < 1:
             raise InputError(f"{self.describe()}: no frames left after starting at {self.start:g} s")
+        with_silence(clip, blendshapes)
         clip.loudness, clip.origin = level, self.describe()
         return clip
 

@@ -5,13 +5,13 @@ from pathlib import Path
 
 import numpy as np
 
-from models.audio import load_wav
-from models.blendshapes import BlendshapeModel, WeightSequence
-from models.errors import InputError
-from models.files import check_input_file
-from models.flame import load_flame, load_flame_params
-from models.npz import npz_keys
-from models.teeth import FLAME_VERTICES
+from common.errors import InputError
+from common.files import check_input_file
+from models.audio.sources import load_wav
+from models.rig.blendshapes import BlendshapeModel, WeightSequence
+from models.rig.flame import load_flame, load_flame_params
+from models.rig.npz import npz_keys
+from models.rig.teeth import FLAME_VERTICES
 from renderer.ply import read_ply
 
 from .avatar import find_point_cloud

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-from models.errors import InputError
+from common.errors import InputError
 
 NAMED_COLOURS = {"white": (1, 1, 1), "black": (0, 0, 0), "gray": (0.5, 0.5, 0.5),
                  "grey": (0.5, 0.5, 0.5), "green": (0, 1, 0), "blue": (0, 0, 1)}

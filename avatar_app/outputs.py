@@ -11,24 +11,20 @@ the new one, never neither.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import os
 import re
-import shutil
-import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator, Optional
 
-from models.errors import InputError
+from common import atomic
+from common.errors import InputError
 
 MARK = ".avatar-output"  # in every folder we make
 MP4_TAG = b"talking-head-studio"  # in the comment of every MP4 we write
-_RENAME_EXCHANGE = 2
 _SCAN_BYTES = 64 << 20  # how much of an MP4's `moov` box we read to find the tag
 
 
-def _forbidden(path: Path) -> Optional[str]:
+def _forbidden(path: Path) -> str | None:
     """Why `path` may never be an output folder, or None."""
     resolved = path.resolve()
     cwd = Path.cwd().resolve()
@@ -106,48 +102,10 @@ def is_our_mp4(path: Path) -> bool:
     return False
 
 
-def _exchange(a: Path, b: Path) -> bool:
-    """Swap two paths in one step (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
-    libc_name = ctypes.util.find_library("c")
-    if not libc_name:
-        return False
-    libc = ctypes.CDLL(libc_name, use_errno=True)
-    renameat2 = getattr(libc, "renameat2", None)
-    if renameat2 is None:
-        return False
-    at_cwd = -100
-    return renameat2(at_cwd, os.fsencode(a), at_cwd, os.fsencode(b), _RENAME_EXCHANGE) == 0
-
-
-def replace_folder(new: Path, target: Path) -> None:
-    """Put the folder `new` at `target` (a sibling), removing what was there. An existing target
-    is exchanged with `new` in one step where the system can, so it is never missing; elsewhere
-    it is first moved aside under a hidden name, where it survives an interruption."""
-    if not target.exists():
-        os.replace(new, target)
-        return
-    if not _exchange(new, target):
-        aside = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".old"))
-        os.replace(target, aside / target.name)
-        os.replace(new, target)
-        new = aside
-    shutil.rmtree(new, ignore_errors=True)
-
-
 @contextlib.contextmanager
 def staged_folder(target: Path, what: str, is_ours: Callable[[Path], bool] = _marked) -> Iterator[Path]:
     """A marked temporary sibling folder to fill, swapped in for `target` (after checking it may
     be replaced) when the block finishes, and removed if it does not."""
     check_output_folder(target, is_ours, what)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial"))
-        (tmp / MARK).touch()
-    except OSError as err:
-        raise InputError(f"{target}: cannot write there ({err.strerror or err})") from None
-    try:
+    with atomic.staged_folder(target, mark=MARK) as tmp:
         yield tmp
-        replace_folder(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)

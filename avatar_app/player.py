@@ -1,30 +1,35 @@
 """The player core: one loaded avatar, its settings and clip; answers "frame i" and "the clip".
 
 The `render` command, the GUI and stimulus batches all go through this object, so every
-output is made by the same stages (DESIGN §1).
+output is made by the same stages (docs/architecture.md §Pipeline).
 """
 from __future__ import annotations
 
 import copy
+import dataclasses
+import itertools
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Iterator, Optional, Sequence
+from pathlib import Path
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 
-from models.blendshapes import WeightSequence
-from models.emotion import EmotionTrack, check_emotions
-from models.errors import InputError
-from models.flame import FlameParams
-from models.speech import SignalSpeechDriver, SpeechDriver
+from common.errors import InputError
+from models.drivers.contract import SpeechDriver
+from models.drivers.signal import SignalSpeechDriver
+from models.rig.blendshapes import WeightSequence
+from models.rig.emotion import EmotionTrack, check_emotions
+from models.rig.flame import FlameParams
 from renderer.binding import bind
 from renderer.camera import Camera, frame_head, orbit_camera
 from renderer.render import backend_device, render, resolve_backend
 
 from .avatar import Avatar
-from .clip import Clip, still_clip
-
+from .clip import DEFAULT_FPS, Clip, ClipSource, still_clip, with_silence
+from .video import is_video_path, padded_audio, write_mp4, write_png_folder
 
 VIEW_PRESETS = {  # name: (yaw, pitch) in degrees; yaw > 0 looks from the subject's left
     "Front": (0.0, 0.0),
@@ -43,7 +48,7 @@ class View:
     height: int = 512
     yaw: float = 0.0
     pitch: float = 0.0
-    distance: Optional[float] = None
+    distance: float | None = None
     background: tuple[float, float, float] = (1.0, 1.0, 1.0)
     pan: tuple[float, float] = (0.0, 0.0)  # metres along the camera's right and up axes
 
@@ -72,28 +77,37 @@ class Cancelled(Exception):
     """Rendering stopped because the caller asked it to."""
 
 
-GENERATED_CHUNK = 2048  # frames the learned generator decodes (and the player keeps) at a time
+WEIGHT_CHUNK = 2048  # frames whose weights are made (and kept) at a time
 _KEPT_CHUNKS = 8
 
 
 class Player:
     """Renders frames of `clip` for `avatar` under `view` and `performance`."""
 
-    def __init__(self, avatar: Avatar, backend: str = "auto", driver: Optional[SpeechDriver] = None) -> None:
+    def __init__(self, avatar: Avatar, backend: str = "auto", driver: SpeechDriver | None = None) -> None:
         self.backend = resolve_backend(backend)
         self.device = backend_device(self.backend)
         self.avatar = avatar
         self.gaussians = avatar.gaussians.to(self.device)
         self.rig = avatar.rig.to(self.device) if avatar.rig is not None else None
         bs = avatar.blendshapes
-        self.driver = driver or avatar.driver or (SignalSpeechDriver(bs.speech_names) if bs is not None else None)
+        self.driver = driver or avatar.driver or (SignalSpeechDriver.for_model(bs) if bs is not None else None)
         self.view = View()
         self.performance = Performance()
-        self.clip: Clip = still_clip(1.0)
+        self.clip = still_clip(1.0)
         self._framing = self._framing_points()
         self._pose_cache: dict = {}  # see _posed
-        self._generated_cache: dict = {}  # see _generated_chunk
+        self._weights_cache: dict = {}  # see _chunk_weights
         self._intensity_cache: dict = {}  # see _intensities
+
+    @property
+    def clip(self) -> Clip:
+        return self._clip
+
+    @clip.setter
+    def clip(self, clip: Clip) -> None:
+        """Take a clip; one without speech records silence, so the emotions still drive it."""
+        self._clip = with_silence(clip, self.avatar.blendshapes)
 
     @property
     def num_gaussians(self) -> int:
@@ -157,19 +171,19 @@ class Player:
 
     def weights(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         """Speech (T, Ks) and expression (T, Ke) weights of frames start..stop-1 with the
-        gains applied: clip weights plus the emotions (or their keyframes) at each frame time."""
-        clip, perf, bs = self.clip, self.performance, self.avatar.blendshapes
-        if bs is None:
+        gains applied: what the clip's reader makes of its features under the emotions (or
+        their keyframes) at each frame, assembled from WEIGHT_CHUNK-frame chunks."""
+        if self.avatar.blendshapes is None:
             raise InputError("weights need a blendshape model (--blendshapes FILE)")
-        frames = stop - start
-        if clip.features is not None:
-            speech, expression = self._generated(start, stop)
+        chunks = range(start // WEIGHT_CHUNK, -(-stop // WEIGHT_CHUNK))
+        if chunks:
+            values = [self._chunk_weights(chunk) for chunk in chunks]
+            first = chunks[0] * WEIGHT_CHUNK
+            speech, expression = (np.concatenate([value[i] for value in values])[start - first:stop - first]
+                                  for i in range(2))
         else:
-            speech = clip.speech[start:stop] if clip.speech is not None else np.zeros((frames, len(bs.speech_names)), np.float32)
-            times = np.arange(start, stop) / clip.fps
-            expression = bs.expression_weights(perf.intensities(times, bs.emotion_names), frames)
-        if clip.expression is not None:
-            expression = expression + clip.expression[start:stop]
+            speech, expression = self.clip.reader.weights(self.clip.features, self._intensities(), start, start)
+        perf = self.performance
         return perf.speech_gain * speech, perf.expression_gain * expression
 
     def _intensities(self) -> np.ndarray:
@@ -184,32 +198,20 @@ class Player:
         self._intensity_cache["last"] = (clip, (dict(perf.emotions), perf.keyframes), value)
         return value
 
-    def _generated(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
-        """The learned generator's speech and expression weights of frames start..stop-1 under
-        the performance's per-frame emotions, assembled from GENERATED_CHUNK-frame chunks."""
-        intensities = self._intensities()
-        chunks = range(start // GENERATED_CHUNK, -(-stop // GENERATED_CHUNK))
-        if not chunks:
-            return self.driver.generate(self.clip.features, intensities, start, start)
-        values = [self._generated_chunk(chunk, intensities) for chunk in chunks]
-        first = chunks[0] * GENERATED_CHUNK
-        speech, expression = (np.concatenate([value[i] for value in values]) for i in range(2))
-        return speech[start - first:stop - first], expression[start - first:stop - first]
-
-    def _generated_chunk(self, chunk: int, intensities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """One chunk, decoded with the network's reach each side (equal to decoding the whole
-        clip, as in training). The last few are kept, shared with snapshots, so a slider move
-        reruns only the decoder of the chunks shown."""
-        features = self.clip.features
-        cached = self._generated_cache.get(chunk)  # one read: other threads may replace it
+    def _chunk_weights(self, chunk: int) -> tuple[np.ndarray, np.ndarray]:
+        """One chunk's weights, before the gains. A learned reader decodes it with the network's
+        reach each side (equal to decoding the whole clip, as in training). The last few are
+        kept, shared with snapshots, so a slider move reruns only the decoder of the chunks shown."""
+        features, intensities = self.clip.features, self._intensities()
+        cached = self._weights_cache.get(chunk)  # one read: other threads may replace it
         if cached is not None and cached[0] is features and cached[1] is intensities:
             return cached[2]
-        first = chunk * GENERATED_CHUNK
-        value = self.driver.generate(features, intensities, first, min(first + GENERATED_CHUNK, self.clip.num_frames))
-        kept = list(self._generated_cache)  # one call: other threads may change it
+        first = chunk * WEIGHT_CHUNK
+        value = self.clip.reader.weights(features, intensities, first, min(first + WEIGHT_CHUNK, self.clip.num_frames))
+        kept = list(self._weights_cache)  # one call: other threads may change it
         for old in kept[:max(0, len(kept) - _KEPT_CHUNKS + 1)]:
-            self._generated_cache.pop(old, None)
-        self._generated_cache[chunk] = (features, intensities, value)
+            self._weights_cache.pop(old, None)
+        self._weights_cache[chunk] = (features, intensities, value)
         return value
 
     def weight_sequence(self) -> WeightSequence:
@@ -234,7 +236,7 @@ class Player:
         return params
 
     @torch.no_grad()
-    def render_range(self, start: int, stop: int, batch: int = 8, cancel: Optional[threading.Event] = None,
+    def render_range(self, start: int, stop: int, batch: int = 8, cancel: threading.Event | None = None,
                      require_visible: bool = False) -> Iterator[np.ndarray]:
         """uint8 frames [H, W, 3] of frames start..stop-1, computed `batch` frames at a time
         so a long clip streams in bounded memory. With `require_visible`, a range in which no
@@ -282,3 +284,51 @@ class Player:
 
     def render_frame(self, index: int) -> np.ndarray:
         return next(self.render_range(index, index + 1))
+
+    def load_clip(self, source: ClipSource, fps: float = DEFAULT_FPS) -> Clip:
+        """Build `source` into the clip this avatar and driver play at `fps`, and take it."""
+        self.clip = source.build(self.driver, self.avatar.blendshapes, fps)
+        return self.clip
+
+    def set_view(self, **changes: object) -> None:
+        """Change view fields by name (width, yaw, background…); a name View lacks is a TypeError."""
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(View)})
+        if unknown:
+            raise TypeError(f"View has no field {', '.join(unknown)}")
+        for name, value in changes.items():
+            setattr(self.view, name, value)
+
+    def reset_view(self) -> None:
+        """Front view, auto-framed and centred; the image size and background stay."""
+        self.set_view(yaw=0.0, pitch=0.0, distance=None, pan=(0.0, 0.0))
+
+    def record(self, path: str | Path, *, cancel: threading.Event | None = None,
+               on_frame: Callable[[int, np.ndarray], None] | None = None, lead_in: int = 0,
+               lead_out: int = 0) -> int:
+        """Write the clip at the view's size with its audio to an MP4, or to a folder of PNGs."""
+        clip = self.clip
+        total = lead_in + clip.num_frames + lead_out
+
+        def frames() -> Iterator[np.ndarray]:
+            # made as the writer asks: a bad size or output fails before anything renders
+            still = self._neutral_frame() if lead_in or lead_out else None
+            stream = itertools.chain(itertools.repeat(still, lead_in),
+                                     self.render_range(0, clip.num_frames, cancel=cancel, require_visible=True),
+                                     itertools.repeat(still, lead_out))
+            for index, frame in enumerate(stream):
+                if on_frame is not None:
+                    on_frame(index, frame)
+                yield frame
+
+        audio = padded_audio(clip.audio, lead_in / clip.fps, lead_out / clip.fps)
+        if not is_video_path(path):
+            return write_png_folder(frames(), path, audio)
+        write_mp4(frames(), path, (self.view.width, self.view.height), clip.fps, total, audio)
+        return total
+
+    def _neutral_frame(self) -> np.ndarray:
+        """The still neutral face under the same view (no speech, no emotion): lead-in and -out."""
+        still = self.snapshot()
+        still.performance = Performance()
+        still.clip = still_clip(1.0 / still.clip.fps, still.clip.fps)
+        return still.render_frame(0)

@@ -7,10 +7,11 @@ import reprlib
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from models.emotion import EmotionTrack, Keyframe
-from models.errors import InputError
-from models.files import atomic_write, read_json_file
-from models.limits import MAX_DURATION_S, MAX_KEYFRAMES, MAX_NAME_CHARS
+from common.atomic import atomic_write
+from common.errors import InputError
+from common.files import read_json_file
+from common.limits import MAX_DURATION_S, MAX_KEYFRAMES, MAX_NAME_CHARS
+from models.rig.emotion import EmotionTrack, Keyframe
 
 from .player import Performance
 

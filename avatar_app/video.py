@@ -3,19 +3,25 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable, Iterator, Optional
 
 import imageio.v3 as iio
 import imageio_ffmpeg
 import numpy as np
 
-from models.audio import Audio, AudioSource, fit_length, save_wav
-from models.errors import InputError
+from common.atomic import staged_file
+from common.errors import InputError
+from models.audio.sources import Audio, AudioSource, AudioView, fit_length, save_wav
 
-from .outputs import MP4_TAG, check_output_file, check_output_folder, is_our_mp4, staged_folder
+from .outputs import (
+    MP4_TAG,
+    check_output_file,
+    check_output_folder,
+    is_our_mp4,
+    staged_folder,
+)
 
 
 def is_video_path(path: str | Path) -> bool:
@@ -35,28 +41,15 @@ def check_video_size(width: int, height: int) -> None:
         raise InputError(f"size {width}x{height}: MP4 (yuv420p) needs an even width and height")
 
 
-@contextlib.contextmanager
-def _staged(target: Path) -> Iterator[Path]:
-    """A temporary sibling of the file `target` that replaces it only when the block finishes;
-    on any exception, Ctrl-C or SIGTERM it is removed and the old `target` is untouched.
-    (Callers check that what it replaces is theirs: `check_video_output`.)"""
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=".partial" + target.suffix)
-    except OSError as err:
-        raise InputError(f"{target}: cannot write there ({err.strerror or err})") from None
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        tmp.chmod(0o644)
-        yield tmp
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+def _staged(target: Path) -> contextlib.AbstractContextManager[Path]:
+    """A temporary sibling of the file `target` (same suffix: ffmpeg and imageio choose the
+    format by it) that replaces `target` when the block finishes (`common.atomic`). (Callers
+    check that what it replaces is theirs: `check_video_output`.)"""
+    return staged_file(target, suffix=".partial" + target.suffix, parents=True)
 
 
 def write_mp4(frames: Iterable[np.ndarray], path: str | Path, size: tuple[int, int], fps: float,
-              num_frames: int, audio: Optional[AudioSource] = None) -> None:
+              num_frames: int, audio: AudioSource | None = None) -> None:
     """Encode `num_frames` RGB frames with a soundtrack of exactly num_frames/fps seconds
     (silence when there is no audio), so every clip has one video and one audio stream. The
     soundtrack goes to the encoder through a temporary WAV written a chunk at a time, so
@@ -88,13 +81,22 @@ def write_mp4(frames: Iterable[np.ndarray], path: str | Path, size: tuple[int, i
             raise RuntimeError(f"{target}: wrote {written} frames, expected {num_frames}")
 
 
+def padded_audio(audio: AudioSource | None, before: float, after: float) -> AudioSource | None:
+    """`audio` with `before` and `after` seconds of silence (read lazily): the soundtrack of a
+    clip shown between still lead-in and lead-out frames."""
+    if audio is None or not (before or after):
+        return audio
+    lead, tail = (round(s * audio.sample_rate) for s in (before, after))
+    return AudioView(audio, -lead, lead + audio.num_samples + tail)
+
+
 def write_png(image: np.ndarray, path: str | Path) -> None:
     """One PNG, written to a temporary name and renamed when complete."""
     with _staged(Path(path)) as tmp:
         iio.imwrite(tmp, image, extension=".png")
 
 
-def write_png_folder(frames: Iterable[np.ndarray], folder: str | Path, audio: Optional[AudioSource] = None) -> int:
+def write_png_folder(frames: Iterable[np.ndarray], folder: str | Path, audio: AudioSource | None = None) -> int:
     """frame_00000.png … in a folder that appears complete or not at all (with audio.wav)."""
     count = 0
     with staged_folder(Path(folder), "PNG frames") as tmp:

@@ -48,7 +48,7 @@ def main() -> None:
     app = application()
     player = Player(DEMO_SOURCE.load(), backend=args.backend)
     source = ClipSource(audio=DEMO_AUDIO)
-    player.clip = source.build(player.driver, player.avatar.blendshapes)
+    player.load_clip(source)
     window = main_window.MainWindow(player, DEMO_SOURCE, source,
                                     QSettings("/tmp/avatar-bench-settings.ini", QSettings.IniFormat))
     window.resize(*(int(v) for v in args.size.split("x")))

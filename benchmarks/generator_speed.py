@@ -3,7 +3,7 @@
 Each run goes from raw audio to weights as the app does: resampling, the front-end's features
 (STFT + log-mel + conv, or wav2vec2), the TCN decoder, at 30 fps. The wav2vec2 front-end uses a
 randomly initialised wav2vec2-base-sized model (`Wav2Vec2Config()` defaults; no download), which
-costs what the pretrained one costs. DESIGN §6 targets ≥ 50× real time for the speech model.
+costs what the pretrained one costs. docs/architecture.md §Conventions targets ≥ 50× real time for the speech model.
 
     python benchmarks/generator_speed.py            # 2 threads, as the 2-core target machine
 """
@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from transformers import Wav2Vec2Config, Wav2Vec2Model
 
-from models.audio import Audio
-from models.blendshapes import BlendshapeModel
-from models.generator import GeneratorConfig, LearnedDriver, SpeechGenerator
+from models.audio.sources import Audio
+from models.drivers.generator import GeneratorConfig, LearnedDriver, SpeechGenerator
+from models.rig.blendshapes import BlendshapeModel
 
 DEMO = Path(__file__).resolve().parents[1] / "assets" / "demo" / "blendshapes.npz"
 FPS = 30.0
@@ -42,9 +42,9 @@ def timed(driver: LearnedDriver, audio: np.ndarray, repeats: int) -> tuple[float
     neutral = np.zeros((round(FPS * len(audio) / RATE), len(driver.emotion_names)), np.float32)
     for _ in range(repeats):
         start = time.perf_counter()
-        features = driver.features(Audio(audio, RATE), FPS)
+        features = driver.analyse(Audio(audio, RATE), FPS)
         middle = time.perf_counter()
-        driver.generate(features, neutral)
+        driver.weights(features, neutral)
         feature_s.append(middle - start)
         decoder_s.append(time.perf_counter() - middle)
     return min(feature_s), min(decoder_s)

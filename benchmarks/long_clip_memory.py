@@ -40,7 +40,7 @@ print(json.dumps({"code": code, "seconds": time.perf_counter() - started,
 
 def write_long_wav(path: Path, minutes: float) -> None:
     """The demo sentence with a second of silence, repeated for `minutes`, as 16-bit PCM."""
-    from models.audio import Audio, Resampled, chunks, load_wav
+    from models.audio.sources import Audio, Resampled, chunks, load_wav
 
     sentence = load_wav(ROOT / "assets" / "demo" / "speech.wav")
     unit = Audio(np.concatenate([sentence.samples, np.zeros(sentence.sample_rate, np.float32)]), sentence.sample_rate)

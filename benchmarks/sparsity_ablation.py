@@ -19,11 +19,11 @@ import numpy as np
 import torch
 
 from assets import DEMO_BLENDSHAPES
-from models.blendshape_learner import LearnerConfig, train_blendshapes
-from models.blendshapes import BlendshapeModel
-from models.evaluation import subspace_angles
-from models.synthetic_corpus import CorpusSpec, make_corpus, planted_model
-from models.training import TrainingRun
+from models.learning.blendshape_learner import LearnerConfig, train_blendshapes
+from models.learning.evaluation import subspace_angles
+from models.learning.synthetic_corpus import CorpusSpec, make_corpus, planted_model
+from models.learning.training import TrainingRun
+from models.rig.blendshapes import BlendshapeModel
 
 CONFIGS = {  # name: (sparsity, decoupling, initial)
     "full (shipped)": (0.3, 1.0, "domains"),

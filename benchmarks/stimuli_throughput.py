@@ -19,7 +19,7 @@ from pathlib import Path
 
 from assets import DEMO_AUDIO
 from avatar_app.cli import main as avatar
-from models.audio import Audio, load_wav, save_wav
+from models.audio.sources import Audio, load_wav, save_wav
 
 
 def main() -> None:

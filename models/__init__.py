@@ -1,1 +1,1 @@
-"""Models: FLAME, blendshapes and their FLAME mapping, speech and emotion drivers, the demo head."""
+"""Models: the runtime rig (`rig`), audio (`audio`), speech drivers (`drivers`) and training (`learning`)."""

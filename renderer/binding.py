@@ -1,10 +1,11 @@
-"""Gaussians riding mesh triangles (GaussianAvatars binding, DESIGN §4.1), batched over frames."""
+"""Gaussians riding mesh triangles (GaussianAvatars binding, docs/architecture.md §Formats), batched over frames."""
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-from .errors import InputError
+from common.errors import InputError
+
 from .gaussians import GaussianSet
 from .rotations import quat_multiply, rotmat_to_quat
 

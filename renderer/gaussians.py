@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Optional
 
 import torch
 from torch import Tensor
 
-SH_C0 = 0.28209479177387814
+from .sh import C0
 
 
 def sh_degree_for(num_coeffs: int) -> int:
@@ -19,8 +18,8 @@ def sh_degree_for(num_coeffs: int) -> int:
 
 
 def rgb_to_sh0(rgb: Tensor) -> Tensor:
-    """DC coefficient that reproduces a colour (DESIGN §3)."""
-    return (rgb - 0.5) / SH_C0
+    """DC coefficient that reproduces a colour (docs/architecture.md §Rasterization)."""
+    return (rgb - 0.5) / C0
 
 
 @dataclass
@@ -38,7 +37,7 @@ class GaussianSet:
     scales: Tensor
     opacities: Tensor
     sh: Tensor
-    binding: Optional[Tensor] = None
+    binding: Tensor | None = None
 
     def __len__(self) -> int:
         return self.means.shape[0]
@@ -51,11 +50,11 @@ class GaussianSet:
     def is_bound(self) -> bool:
         return self.binding is not None
 
-    def to(self, device: torch.device | str) -> "GaussianSet":
+    def to(self, device: torch.device | str) -> GaussianSet:
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
         return GaussianSet(*(move(getattr(self, f)) for f in
                              ("means", "quats", "scales", "opacities", "sh", "binding")))
 
-    def with_world(self, means: Tensor, quats: Tensor, scales: Tensor) -> "GaussianSet":
+    def with_world(self, means: Tensor, quats: Tensor, scales: Tensor) -> GaussianSet:
         """The same Gaussians placed in world space (binding dropped)."""
         return replace(self, means=means, quats=quats, scales=scales, binding=None)

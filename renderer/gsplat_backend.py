@@ -10,7 +10,9 @@ from .projection import EPS2D, NEAR_PLANE
 
 def render_gsplat(g: GaussianSet, camera: Camera, background: Tensor) -> tuple[Tensor, Tensor]:
     """(image [H,W,3], alpha [H,W]) on the Gaussians' CUDA device."""
-    from gsplat import rasterization  # imported late: it compiles CUDA kernels on first use
+    from gsplat import (
+        rasterization,  # imported late: it compiles CUDA kernels on first use
+    )
 
     dev = g.means.device
     colors, alphas, _ = rasterization(

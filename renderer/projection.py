@@ -7,7 +7,6 @@ radius is per axis, 3.33σ shrunk to where the alpha falls under 1/255 for that 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 from torch import Tensor
@@ -38,7 +37,7 @@ def covariance_3d(quats: Tensor, scales: Tensor) -> Tensor:
 
 
 def project(means: Tensor, quats: Tensor, scales: Tensor, viewmat: Tensor, K: Tensor,
-            width: int, height: int, opacities: Optional[Tensor] = None) -> Projected:
+            width: int, height: int, opacities: Tensor | None = None) -> Projected:
     """Project world Gaussians [N,·] through one pinhole camera."""
     R, t = viewmat[:3, :3].to(means), viewmat[:3, 3].to(means)
     K = K.to(means)

@@ -4,9 +4,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from common.errors import InputError
+
 from .camera import Camera
 from .cpu_backend import rasterize
-from .errors import InputError
 from .gaussians import GaussianSet
 from .gsplat_backend import render_gsplat
 from .projection import project

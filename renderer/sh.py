@@ -1,4 +1,4 @@
-"""Real spherical harmonics, degree 0–3, in the 3DGS / gsplat convention (DESIGN §3)."""
+"""Real spherical harmonics, degree 0–3, in the 3DGS / gsplat convention (docs/architecture.md §Rasterization)."""
 from __future__ import annotations
 
 import torch

@@ -23,7 +23,7 @@ import types
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Union
+from typing import Any, Callable
 
 import numpy as np
 import scipy.sparse
@@ -51,7 +51,7 @@ class Base:
 
 # file bytes, one of the special kinds above, a Ref, a Base, or a function that makes the bytes
 # when they are written (the deflate bomb: only full runs pay for it)
-Content = Union[bytes, str, Ref, Base, Callable[[], bytes]]
+Content = bytes | str | Ref | Base | Callable[[], bytes]
 
 FORMATS = ("ply", "flame_npz", "flame_pkl", "blendshapes", "weights", "motion", "wav", "preset",
            "generator", "design_csv", "design_yaml")

@@ -33,7 +33,7 @@ import time
 import traceback
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 OUTCOMES = ("ok", "clean_error", "multi_line_error", "traceback", "signal", "hang", "blank_video",
             "bad_output", "bad_exit", "leftover_temp")
@@ -62,7 +62,7 @@ def is_clean_error(stderr: str, listing_allowed: bool) -> bool:
     return listed == int(match.group(1))
 
 
-def classify(command: str, rc: Any, stderr: str, output_problem: Optional[str], leftovers: list[str]) -> str:
+def classify(command: str, rc: Any, stderr: str, output_problem: str | None, leftovers: list[str]) -> str:
     """The outcome of a case that returned from main (exceptions are judged before this)."""
     if rc == 0:
         outcome = "ok" if output_problem is None else "blank_video" if output_problem == "blank" else "bad_output"
@@ -92,7 +92,7 @@ def _alarm(signum: int, frame: Any) -> None:
     raise CaseTimeout("the case ran past its timeout")
 
 
-def video_problem(path: Path, frames: Optional[int]) -> Optional[str]:
+def video_problem(path: Path, frames: int | None) -> str | None:
     """None if the MP4 decodes to `frames` frames (when known) not all of one flat colour."""
     import imageio_ffmpeg
     import numpy as np
@@ -116,7 +116,7 @@ def video_problem(path: Path, frames: Optional[int]) -> Optional[str]:
     return "blank" if flat == count else None
 
 
-def output_problem(case: dict, argv: list[str], stdout: str, work: Path) -> Optional[str]:
+def output_problem(case: dict, argv: list[str], stdout: str, work: Path) -> str | None:
     """What is wrong with the output of a case that exited 0 (None: nothing)."""
     command = case["command"]
     if command == "info":
@@ -164,7 +164,7 @@ def run_case(main: Callable, case: dict, folder: Path, root: Path, scale: float)
     argv = [a.replace("{work}", str(work)) for a in case["argv"]]
     out, err = io.StringIO(), io.StringIO()
     rc: Any = None
-    exc: Optional[BaseException] = None
+    exc: BaseException | None = None
     started = time.perf_counter()
     signal.setitimer(signal.ITIMER_REAL, case["timeout"] * scale)
     try:
@@ -274,14 +274,14 @@ def _child_env(tree: Path) -> dict[str, str]:
 
 
 def run_cases(cases: list[dict], folder: Path, tree: Path, mem_gib: float = 3.0, scale: float = 1.0,
-              progress: Optional[Callable[[dict], None]] = None, grace: float = GRACE_S) -> list[dict]:
+              progress: Callable[[dict], None] | None = None, grace: float = GRACE_S) -> list[dict]:
     """Every case's result (the case's fields plus outcome, detail, where, seconds, ...),
     running them in a child process on `tree`, restarted after any case that killed it or
     that ran `grace` seconds past its timeout."""
     folder, tree = Path(folder), Path(tree).resolve()
     cases_file = folder / "run-cases.json"
     cases_file.write_text(json.dumps(cases))
-    results: list[Optional[dict]] = [None] * len(cases)
+    results: list[dict | None] = [None] * len(cases)
     start, restarts = 0, 0
     while start < len(cases):
         log = folder / f"runner-{restarts:03d}.log"
@@ -301,7 +301,7 @@ def run_cases(cases: list[dict], folder: Path, tree: Path, mem_gib: float = 3.0,
 
 
 def _follow(proc: subprocess.Popen, cases: list[dict], results: list, start: int, log: Path, tree: Path,
-            scale: float, grace: float, progress: Optional[Callable[[dict], None]]) -> int:
+            scale: float, grace: float, progress: Callable[[dict], None] | None) -> int:
     """Read one child's events until it ends or sticks; the index to start the next child at."""
     deadline, current, root = [time.monotonic() + START_S], None, ""
 
@@ -350,7 +350,7 @@ def _follow(proc: subprocess.Popen, cases: list[dict], results: list, start: int
 
 # ---- summaries ------------------------------------------------------------------------------------
 
-def table(results: list[dict], formats: Optional[list[str]] = None) -> str:
+def table(results: list[dict], formats: list[str] | None = None) -> str:
     """Outcome counts: one row per format, one column per outcome, and a total row."""
     formats = formats or sorted({r["format"] for r in results})
     counts = {f: {o: 0 for o in OUTCOMES} for f in [*formats, "total"]}

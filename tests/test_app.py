@@ -19,13 +19,13 @@ from PySide6.QtMultimedia import QMediaDevices  # noqa: E402
 
 from avatar_app.avatar import SIGNAL_DEMO_SOURCE  # noqa: E402
 from avatar_app.clip import ClipSource  # noqa: E402
+from avatar_app.demo.head import EYE_CENTRES  # noqa: E402
 from avatar_app.gui.app import application  # noqa: E402
 from avatar_app.gui.main_window import MainWindow  # noqa: E402
 from avatar_app.player import Player  # noqa: E402
 from avatar_app.preset import load_preset  # noqa: E402
-from models.blendshapes import WeightSequence  # noqa: E402
-from models.demo_head import EYE_CENTRES  # noqa: E402
-from models.flame import load_flame_params  # noqa: E402
+from models.rig.blendshapes import WeightSequence  # noqa: E402
+from models.rig.flame import load_flame_params  # noqa: E402
 
 SHORT = 1.0  # seconds of audio in the test clips
 
@@ -79,8 +79,8 @@ def upper_face_box(player, width, height):
 
 
 def test_window_builds_on_the_demo(window):
-    assert list(window.emotion_panel.emotions) == list(window.player.avatar.blendshapes.emotion_names)
-    assert window.count_label.text() == f"{window.player.num_gaussians:,} Gaussians"
+    assert list(window.emotion_panel.emotions) == list(window.session.player.avatar.blendshapes.emotion_names)
+    assert window.count_label.text() == f"{window.session.player.num_gaussians:,} Gaussians"
     assert window.backend_label.text() == "CPU renderer"
     assert re.match(r"\s*[\d.]+ fps · \d+×\d+ full", window.fps_label.text())
     h, w, _ = window.viewport.shown.shape
@@ -92,13 +92,13 @@ def test_window_builds_on_the_demo(window):
 def test_emotion_slider_changes_the_upper_face_and_matches_the_player(qtbot, window):
     before = window.viewport.shown.astype(np.float32)
     after = shown_after(qtbot, window, lambda: window.emotion_panel.emotions["surprised"].slider.setValue(100))
-    assert window.player.performance.emotions == {"surprised": 1.0}
-    rows, cols = upper_face_box(window.player.snapshot(), after.shape[1], after.shape[0])
+    assert window.session.player.performance.emotions == {"surprised": 1.0}
+    rows, cols = upper_face_box(window.session.player.snapshot(), after.shape[1], after.shape[0])
     change = np.abs(after - before).mean(-1)
     assert change[rows, cols].mean() > 3 * change.mean() and change[rows, cols].max() > 60
     # What the window shows is exactly what the player core renders for those settings.
     reference = Player(SIGNAL_DEMO_SOURCE.load(), backend="cpu")
-    reference.clip, reference.view = window.player.clip, window.player.snapshot().view
+    reference.clip, reference.view = window.session.player.clip, window.session.player.snapshot().view
     reference.view.width, reference.view.height = after.shape[1], after.shape[0]
     reference.set_emotions({"surprised": 1.0})
     assert np.abs(reference.render_frame(0).astype(np.float32) - after).max() <= 1
@@ -110,33 +110,33 @@ def test_interaction_renders_a_preview_then_full_size(qtbot, window):
     assert window.wants_preview()
     qtbot.waitUntil(lambda: window.viewport.shown.shape[1] <= 256, timeout=10000)
     full = shown_after(qtbot, window, lambda: None)
-    assert full.shape[1] > 256 and window.player.view.yaw == pytest.approx(-9.0)
+    assert full.shape[1] > 256 and window.session.player.view.yaw == pytest.approx(-9.0)
 
 
 def test_play_advances_frames_and_pause_holds(qtbot, window):
     window.toggle_play()
-    qtbot.waitUntil(lambda: window.frame >= 10, timeout=5000)
+    qtbot.waitUntil(lambda: window.session.frame >= 10, timeout=5000)
     window.toggle_play()
-    held = window.frame
+    held = window.session.frame
     qtbot.wait(200)
-    assert window.frame == held and not window.clock.playing
+    assert window.session.frame == held and not window.clock.playing
     assert window.transport.slider.value() == held
     window.step(1)
-    assert window.frame == held + 1
+    assert window.session.frame == held + 1
 
 
 def test_keyframes_change_expression_weights_later(qtbot, window, tmp_path):
-    bs = window.player.avatar.blendshapes
-    fps = window.player.clip.fps
+    bs = window.session.player.avatar.blendshapes
+    fps = window.session.player.clip.fps
     window.seek_frame(0)
     window.set_key()                                   # neutral at 0 s
     window.seek_frame(24)
     window.emotion_panel.emotions["happy"].slider.setValue(100)   # auto-keys 0.8 s
-    keys = window.player.performance.keyframes.keys
+    keys = window.session.player.performance.keyframes.keys
     assert [k.time for k in keys] == [0.0, pytest.approx(24 / fps)]
-    _, start = window.player.weights(0, 1)
-    _, middle = window.player.weights(12, 13)
-    _, later = window.player.weights(28, 29)
+    _, start = window.session.player.weights(0, 1)
+    _, middle = window.session.player.weights(12, 13)
+    _, later = window.session.player.weights(28, 29)
     happy = bs.emotion_profiles[bs.emotion_names.index("happy")]
     assert np.allclose(start, 0) and np.allclose(later[0], happy, atol=1e-6)
     assert np.allclose(middle[0], 0.5 * happy, atol=1e-6)          # smoothstep midpoint
@@ -149,10 +149,10 @@ def test_keyframes_change_expression_weights_later(qtbot, window, tmp_path):
     window.files.save_preset(preset)
     window.seek_frame(24)
     window.delete_key()
-    assert len(window.player.performance.keyframes.keys) == 1
+    assert len(window.session.player.performance.keyframes.keys) == 1
     window.files.load_preset(preset)
-    assert window.player.performance.keyframes == load_preset(preset).keyframes
-    assert len(window.player.performance.keyframes.keys) == 2
+    assert window.session.player.performance.keyframes == load_preset(preset).keyframes
+    assert len(window.session.player.performance.keyframes.keys) == 2
 
 
 def test_record_writes_mp4_with_video_and_audio(qtbot, window, tmp_path):
@@ -166,9 +166,9 @@ def test_record_writes_mp4_with_video_and_audio(qtbot, window, tmp_path):
     assert len(re.findall(r"Stream #0:\d.*Audio: aac", info)) == 1
     assert imageio_ffmpeg.count_frames_and_secs(str(out))[0] == round(SHORT * 25)
     # the recording is the offline render of the current settings, not a screen grab
-    reference = window.player.snapshot()
+    reference = window.session.player.snapshot()
     reference.view.width, reference.view.height = 96, 64
-    reference.clip = window.clip_source.build(reference.driver, reference.avatar.blendshapes, 25.0)
+    reference.clip = window.session.clip_source.build(reference.driver, reference.avatar.blendshapes, 25.0)
     first = iio.imread(out, index=0).astype(np.float32)
     assert np.abs(first - reference.render_frame(0)).mean() < 4
 
@@ -189,11 +189,11 @@ def test_exports_weights_motion_and_snapshot(qtbot, window, tmp_path):
     window.files.export_weights(tmp_path / "w.weights.npz")
     window.files.export_motion(tmp_path / "motion.npz")
     rows = (tmp_path / "w.csv").read_text().splitlines()
-    assert len(rows) == 1 + window.num_frames and rows[0].startswith("time,jaw_open")
+    assert len(rows) == 1 + window.session.num_frames and rows[0].startswith("time,jaw_open")
     weights = WeightSequence.load(tmp_path / "w.weights.npz")
-    assert np.allclose(weights.expression, window.player.weights(0, window.num_frames)[1])
+    assert np.allclose(weights.expression, window.session.player.weights(0, window.session.num_frames)[1])
     motion = load_flame_params(tmp_path / "motion.npz")
-    assert np.allclose(motion.expr, window.player.flame_params(0, window.num_frames).expr, atol=1e-6)
+    assert np.allclose(motion.expr, window.session.player.flame_params(0, window.session.num_frames).expr, atol=1e-6)
     task = window.files.snapshot(tmp_path / "still.png")
     qtbot.waitUntil(lambda: not task.running() and (tmp_path / "still.png").exists(), timeout=20000)
     width, height = window.viewport.render_size(1 << 14)
@@ -203,16 +203,16 @@ def test_exports_weights_motion_and_snapshot(qtbot, window, tmp_path):
 def test_bad_file_shows_an_error_and_keeps_the_avatar(qtbot, window, tmp_path):
     bad = tmp_path / "broken.ply"
     bad.write_bytes(b"ply\nformat ascii 1.0\nend_header\n")
-    player, avatar = window.player, window.avatar_source
+    player, avatar = window.session.player, window.session.avatar_source
     window.files.open_path(bad)
     qtbot.waitUntil(lambda: window.error_box is not None and window.error_box.isVisible(), timeout=20000)
     assert "broken.ply" in window.error_box.text()
-    assert window.player is player and window.avatar_source == avatar
+    assert window.session.player is player and window.session.avatar_source == avatar
     window.error_box.close()
     unknown = tmp_path / "notes.txt"
     unknown.write_text("hello")
     window.files.open_path(unknown)
-    assert "notes.txt" in window.error_box.text() and window.player is player
+    assert "notes.txt" in window.error_box.text() and window.session.player is player
 
 
 def test_dropping_a_wav_loads_it_as_the_clip(qtbot, window, tmp_path):
@@ -221,8 +221,8 @@ def test_dropping_a_wav_loads_it_as_the_clip(qtbot, window, tmp_path):
     mime.setUrls([QUrl.fromLocalFile(str(wav))])
     event = QDropEvent(QPointF(10, 10), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier)
     window.dropEvent(event)
-    qtbot.waitUntil(lambda: window.clip_source.audio == wav and window.settled(), timeout=20000)
-    assert window.num_frames == 15 and window.player.clip.audio is not None
+    qtbot.waitUntil(lambda: window.session.clip_source.audio == wav and window.settled(), timeout=20000)
+    assert window.session.num_frames == 15 and window.session.player.clip.audio is not None
     assert window.files.recent()[0] == str(wav)
 
 
@@ -273,7 +273,7 @@ def test_silent_clock_plays_pauses_and_seeks(qapp):
 def test_audio_clock_follows_the_sound(qapp, tmp_path):
     """With a device (e.g. a PulseAudio null sink), frames follow the audio position."""
     from avatar_app.gui.playback import PlaybackClock
-    from models.audio import load_wav
+    from models.audio.sources import load_wav
 
     clock = PlaybackClock()
     clock.set_audio(load_wav(write_tone(tmp_path / "tone.wav", seconds=6.0)))

@@ -17,12 +17,12 @@ from numpy.lib import format as npy_format
 
 from assets import DEMO_AVATAR, DEMO_BLENDSHAPES, DEMO_FLAME
 from avatar_app.cli import main
-from models.blendshapes import BlendshapeModel, WeightSequence
-from models.checkpoint import load_checkpoint, save_checkpoint
-from models.datasets import load_florence, load_mesh_sequence, load_vocaset
-from models.errors import InputError
-from models.flame import FRAME_KEYS, load_flame, load_flame_params
-from models.npz import read_npy, read_npz
+from common.errors import InputError
+from models.drivers.checkpoint import load_checkpoint, save_checkpoint
+from models.learning.datasets import load_florence, load_mesh_sequence, load_vocaset
+from models.rig.blendshapes import BlendshapeModel, WeightSequence
+from models.rig.flame import FRAME_KEYS, load_flame, load_flame_params
+from models.rig.npz import read_npy, read_npz
 
 V = 30
 

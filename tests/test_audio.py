@@ -8,8 +8,15 @@ import numpy as np
 import pytest
 from scipy.io import wavfile
 
-from models.audio import Audio, fit_length, load_wav, read_all, resample, save_wav
-from models.errors import InputError
+from common.errors import InputError
+from models.audio.sources import (
+    Audio,
+    fit_length,
+    load_wav,
+    read_all,
+    resample,
+    save_wav,
+)
 
 _GUID_TAIL = b"\x00\x00\x00\x00\x10\x00\x80\x00\x00\xaa\x00\x38\x9b\x71"
 
@@ -139,8 +146,8 @@ def test_save_wav_is_16_bit_and_atomic(tmp_path: Path) -> None:
 
 
 # ---- reading a window at a time ----------------------------------------------------------------
-import models.audio as audio_module  # noqa: E402
-from models.audio import AudioView, Resampled, open_wav  # noqa: E402
+import models.audio.sources as audio_module  # noqa: E402
+from models.audio.sources import AudioView, Resampled, open_wav  # noqa: E402
 
 
 def riff(chunks: list[tuple[bytes, bytes]], magic: bytes = b"RIFF", endian: str = "<") -> bytes:
@@ -235,7 +242,12 @@ def test_resampled_windows_equal_the_whole_resampled(source: int, target: int) -
 
 
 def test_streamed_loudness_equals_the_whole_clip_at_once(monkeypatch) -> None:
-    from models.loudness import LoudnessTarget, integrated_loudness, normalise, rms_level
+    from models.audio.loudness import (
+        LoudnessTarget,
+        integrated_loudness,
+        normalise,
+        rms_level,
+    )
 
     rng = np.random.default_rng(0)
     audio = Audio(np.clip(rng.normal(0, 0.2, 48000 * 3) * np.repeat(rng.uniform(0, 1, 30), 4800), -1, 1), 48000)

@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.blendshapes import BlendshapeModel, WeightSequence
-from models.emotion import check_emotions, parse_emotions
-from models.errors import InputError
+from common.errors import InputError
+from models.rig.blendshapes import BlendshapeModel, WeightSequence
+from models.rig.emotion import check_emotions, parse_emotions
 
 SPEECH = ("jaw_open", "lips_wide", "lips_round")
 EXPRESSION = ("smile", "brow_raise")

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from models.blendshapes import BlendshapeModel
-from models.checkpoint import save_checkpoint
-from models.correlation import (
+from common.errors import InputError
+from models.drivers.checkpoint import save_checkpoint
+from models.learning.correlation import (
     CorrelationConfig,
     CorrelationLoss,
     CorrelationModule,
@@ -20,8 +20,8 @@ from models.correlation import (
     load_correlation,
     train_correlation,
 )
-from models.errors import InputError
-from models.training import TrainingRun
+from models.learning.training import TrainingRun
+from models.rig.blendshapes import BlendshapeModel
 
 DEMO = Path(__file__).resolve().parents[1] / "assets" / "demo" / "blendshapes.npz"
 REGIONS = ("lower", "middle", "upper")

@@ -7,8 +7,9 @@ import struct
 import numpy as np
 import pytest
 
-from models.audio import Audio
-from models.datasets import (
+from common.errors import InputError
+from models.audio.sources import Audio
+from models.learning.datasets import (
     VOCASET_SPLITS,
     MeshSequence,
     florence_emotion,
@@ -18,7 +19,6 @@ from models.datasets import (
     write_florence,
     write_vocaset,
 )
-from models.errors import InputError
 
 V = 20
 SUBJECTS = ("FaceTalk_A", "FaceTalk_B")

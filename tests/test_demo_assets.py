@@ -6,13 +6,14 @@ import pytest
 import torch
 
 from assets import DEMO_AUDIO, DEMO_AVATAR, DEMO_BLENDSHAPES, DEMO_DIR, DEMO_FLAME
-from avatar_app.build_demo import build_demo
-from models.audio import load_wav
-from models.blendshapes import BlendshapeModel
-from models.demo_head import REGIONS, build_demo_head, surface_regions
-from models.flame import FlameRig, load_flame
-from models.mapping import rig_forward
-from models.speech import SignalSpeechDriver
+from avatar_app.demo.build import build_demo
+from avatar_app.demo.head import REGIONS, build_demo_head, surface_regions
+from models.audio.sources import load_wav
+from models.drivers.contract import neutral_speech
+from models.drivers.signal import SignalSpeechDriver
+from models.rig.blendshapes import BlendshapeModel
+from models.rig.flame import FlameRig, load_flame
+from models.rig.mapping import rig_forward
 from renderer.ply import read_ply
 
 
@@ -76,7 +77,7 @@ def test_jaw_follows_the_speech_envelope_on_the_demo_clip():
     audio = load_wav(DEMO_AUDIO)
     driver = SignalSpeechDriver(BlendshapeModel.load(DEMO_BLENDSHAPES).speech_names)
     fps = 30
-    jaw = driver.weights(audio, fps)[:, driver.speech_names.index("jaw_open")]
+    jaw = neutral_speech(driver, audio, fps)[:, driver.speech_names.index("jaw_open")]
     hop = audio.sample_rate / fps
     rms = np.array([np.sqrt(np.mean(audio.samples[int(i * hop):int((i + 1) * hop)] ** 2) + 1e-12)
                     for i in range(len(jaw))])

@@ -9,8 +9,14 @@ import pytest
 import scipy.sparse
 import torch
 
-from models.errors import InputError
-from models.flame import FlameParams, FlameRig, load_flame, load_flame_params, save_flame_params
+from common.errors import InputError
+from models.rig.flame import (
+    FlameParams,
+    FlameRig,
+    load_flame,
+    load_flame_params,
+    save_flame_params,
+)
 from tests.test_safe_pickle import fake_chumpy
 
 V = 60

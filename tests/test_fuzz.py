@@ -16,7 +16,15 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fuzz_inputs import REPO, generate, select  # noqa: E402
-from fuzz_runner import ACCEPTED, cause, classify, describe, run_cases, table, video_problem  # noqa: E402
+from fuzz_runner import (  # noqa: E402
+    ACCEPTED,
+    cause,
+    classify,
+    describe,
+    run_cases,
+    table,
+    video_problem,
+)
 
 SEED = 0
 RENDERS_PER_FORMAT = 2  # besides the base and wrong-type renders of every format

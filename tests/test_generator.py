@@ -12,21 +12,22 @@ import torch
 import torch.nn.functional as F
 from transformers import Wav2Vec2Config, Wav2Vec2Model
 
-import models.generator as generator_module
-from models.audio import Audio
-from models.blendshapes import BlendshapeModel
-from models.checkpoint import save_checkpoint
-from models.datasets import MeshSequence
-from models.errors import InputError
-from models.generator import (
+import models.drivers.generator as generator_module
+from common.errors import InputError
+from models.audio.sources import Audio
+from models.drivers.checkpoint import save_checkpoint
+from models.drivers.contract import neutral_speech
+from models.drivers.generator import (
     GeneratorConfig,
     LearnedDriver,
     SpeechGenerator,
     Wav2Vec2FrontEnd,
     mel_filterbank,
-    train_generator,
 )
-from models.training import TrainingRun
+from models.learning.datasets import MeshSequence
+from models.learning.generator_training import train_generator
+from models.learning.training import TrainingRun
+from models.rig.blendshapes import BlendshapeModel
 
 DEMO = Path(__file__).resolve().parents[1] / "assets" / "demo" / "blendshapes.npz"
 FPS = 30.0
@@ -96,13 +97,13 @@ def test_frame_count_is_round_fps_duration_at_any_rate(driver):
             audio = noise(seconds, rate)
             for fps in FRAME_RATES:
                 frames = round(fps * len(audio) / rate)
-                features = driver.features(Audio(audio, rate), fps)
+                features = driver.analyse(Audio(audio, rate), fps)
                 assert len(features) == frames and features.rows(0, frames).shape == (frames, 32)
-                speech, expression = driver.generate(features, np.zeros((frames, e), np.float32))
+                speech, expression = driver.weights(features, np.zeros((frames, e), np.float32))
                 assert speech.shape == (frames, ks) and expression.shape == (frames, ke)
                 assert speech.dtype == expression.dtype == np.float32
-    assert driver.weights(Audio(np.zeros(0, np.float32), RATE), FPS).shape == (0, ks)
-    assert driver.weights(Audio(noise(0.02, RATE), RATE), 60).shape == (1, ks)  # shorter than one analysis window
+    assert neutral_speech(driver, Audio(np.zeros(0, np.float32), RATE), FPS).shape == (0, ks)
+    assert neutral_speech(driver, Audio(noise(0.02, RATE), RATE), 60).shape == (1, ks)  # shorter than one analysis window
 
 
 def test_front_end_is_interpolated_encoding_and_windows_match_the_whole_clip(driver):
@@ -146,7 +147,7 @@ def test_wav2vec2_checkpoint_keeps_only_the_trainable_part(model, wav2vec2_dir, 
     assert all(not key.startswith("front.") or key.startswith("front.project.") for key in driver.generator.state_dict())
     driver.save(tmp_path / "ckpt")
     audio = Audio(noise(1.3, 44100), 44100)
-    assert np.array_equal(LearnedDriver.load(tmp_path / "ckpt").weights(audio, 25), driver.weights(audio, 25))
+    assert np.array_equal(neutral_speech(LearnedDriver.load(tmp_path / "ckpt"), audio, 25), neutral_speech(driver, audio, 25))
     shutil.rmtree(moved)
     with pytest.raises(InputError, match="w2v: wav2vec2 model directory does not exist"):
         LearnedDriver.load(tmp_path / "ckpt")
@@ -242,21 +243,21 @@ def test_training_learns_speech_from_audio_and_expression_from_emotion(model, tr
     happy[:, model.emotion_names.index("happy")] = 1.0
 
     def vertex_mse(d: LearnedDriver) -> float:
-        speech, expression = d.generate(d.features(held_out.audio, FPS), happy)
+        speech, expression = d.weights(d.analyse(held_out.audio, FPS), happy)
         return float(np.mean((model.displacements(speech, expression) - held_out.displacements) ** 2))
 
     assert vertex_mse(driver) < 0.05 * vertex_mse(untrained)
-    speech = driver.weights(held_out.audio, FPS)
+    speech = neutral_speech(driver, held_out.audio, FPS)
     assert np.corrcoef(speech[:, model.speech_names.index("jaw_open")], jaw)[0, 1] > 0.8
 
     # what an emotion adds to the face is its profile (speaking through speech shapes that look
     # alike, e.g. lips_wide for a smile, is as right as the expression shape itself)
-    features = driver.features(held_out.audio, FPS)
-    neutral = model.displacements(*driver.generate(features, np.zeros_like(happy))).mean(axis=0)
+    features = driver.analyse(held_out.audio, FPS)
+    neutral = model.displacements(*driver.weights(features, np.zeros_like(happy))).mean(axis=0)
     for emotion in ("happy", "surprised"):
         intensities = np.zeros_like(happy)
         intensities[:, model.emotion_names.index(emotion)] = 1.0
-        added = model.displacements(*driver.generate(features, intensities)).mean(axis=0) - neutral
+        added = model.displacements(*driver.weights(features, intensities)).mean(axis=0) - neutral
         profile = np.tensordot(model.emotion_profiles[model.emotion_names.index(emotion)], model.expression_basis, 1)
         assert np.linalg.norm(added - profile) < 0.35 * np.linalg.norm(profile), emotion
 
@@ -266,19 +267,19 @@ def test_checkpoints_reload_to_identical_outputs(model, trained, tmp_path):
     driver.save(tmp_path / "saved")
     audio = Audio(noise(1.7, 22050, seed=3), 22050)
     intensities = np.random.default_rng(0).uniform(0, 1, (round(1.7 * 30), len(model.emotion_names)))
-    expected = driver.generate(driver.features(audio, 30), intensities)
+    expected = driver.weights(driver.analyse(audio, 30), intensities)
     for directory in (tmp_path / "saved", run_directory):
         loaded = LearnedDriver.load(directory)
-        got = loaded.generate(loaded.features(audio, 30), intensities)
+        got = loaded.weights(loaded.analyse(audio, 30), intensities)
         assert all(np.array_equal(a, b) for a, b in zip(got, expected))
     loaded.check_model(model)
 
 
 def test_weights_are_the_neutral_speech_part(driver):
     audio = Audio(noise(1.1, 44100, seed=5), 44100)
-    features = driver.features(audio, 60)
-    speech, _ = driver.generate(features, np.zeros((len(features), len(driver.emotion_names)), np.float32))
-    assert np.array_equal(driver.weights(audio, 60), speech)
+    features = driver.analyse(audio, 60)
+    speech, _ = driver.weights(features, np.zeros((len(features), len(driver.emotion_names)), np.float32))
+    assert np.array_equal(neutral_speech(driver, audio, 60), speech)
 
 
 def test_refusals_name_the_problem(model, trained, tmp_path):
@@ -298,7 +299,7 @@ def test_refusals_name_the_problem(model, trained, tmp_path):
     with pytest.raises(InputError, match="unknown generator setting"):
         GeneratorConfig.from_dict({**dataclasses.asdict(driver.generator.config), "depth": 3}, "x.json")
     with pytest.raises(InputError, match=r"shape \(30, 7\), got \(3, 7\)"):
-        driver.generate(driver.features(Audio(noise(1.0, RATE), RATE), FPS), np.zeros((3, 7)))
+        driver.weights(driver.analyse(Audio(noise(1.0, RATE), RATE), FPS), np.zeros((3, 7)))
     bored, _ = planted_clip(model, np.random.default_rng(0), 1.0, None, "bored-clip")
     bored.emotion = "bored"
     run = TrainingRun(kind="speech-generator", config={}, steps=1, progress=False)
@@ -344,28 +345,28 @@ def test_auxiliary_loss_sees_the_batch_and_shapes_the_result(model, small_set):
     assert all(tuple(shapes) == ((3, 15, k), (3, 15, k), (3, 15, e)) for *shapes, _ in seen)
     assert set().union(*(sums for *_, sums in seen)) <= {0.0, 1.0}  # neutral, or one emotion at 1
     audio = small_set[0].audio
-    assert np.abs(shaped.weights(audio, FPS)).mean() < 0.5 * np.abs(plain.weights(audio, FPS)).mean()
+    assert np.abs(neutral_speech(shaped, audio, FPS)).mean() < 0.5 * np.abs(neutral_speech(plain, audio, FPS)).mean()
 
 
 def test_long_clips_are_analysed_and_decoded_in_windows_equal_to_the_whole(driver, monkeypatch):
     """Windows of features and of decoding (with the TCN's reach each side) give the rows of
     the whole clip analysed and decoded at once, so memory need not grow with the clip."""
     audio = Audio(noise(6.0, 22050, seed=7), 22050)
-    features = driver.features(audio, FPS)
+    features = driver.analyse(audio, FPS)
     frames = len(features)
     intensities = np.random.default_rng(1).uniform(0, 1, (frames, len(driver.emotion_names))).astype(np.float32)
     whole = features.rows(0, frames)
     for start, stop in ((0, 1), (5, 64), (97, frames), (frames - 1, frames)):
         assert torch.allclose(features.rows(start, stop), whole[start:stop], atol=1e-5)
     monkeypatch.setattr(generator_module, "_ANALYSIS_FRAMES", 37)  # statistics and rows in small pieces
-    pieces = driver.features(audio, FPS)
+    pieces = driver.analyse(audio, FPS)
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(pieces.stats, features.stats))
     assert torch.allclose(pieces.rows(0, frames), whole, atol=1e-5)
-    at_once = driver.generate(features, intensities)
+    at_once = driver.weights(features, intensities)
     monkeypatch.setattr(generator_module, "_GENERATE_FRAMES", 16)
-    windowed = driver.generate(features, intensities)
+    windowed = driver.weights(features, intensities)
     assert all(np.allclose(a, b, atol=1e-5) for a, b in zip(windowed, at_once))
-    part = driver.generate(features, intensities, 40, 90)
+    part = driver.weights(features, intensities, 40, 90)
     assert all(np.allclose(a, b[40:90], atol=1e-5) for a, b in zip(part, at_once))
 
 

@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 import torch
 
+from assets import DEMO_AUDIO
 from avatar_app.avatar import load_demo
 from avatar_app.clip import clip_from_audio
 from avatar_app.player import Player
-from assets import DEMO_AUDIO
-from renderer.gaussians import GaussianSet
 from renderer.camera import orbit_camera
+from renderer.gaussians import GaussianSet
 from renderer.gsplat_backend import render_gsplat
 from renderer.render import render_cpu
 

@@ -1,17 +1,17 @@
-"""Emotion keyframes (models.emotion.EmotionTrack), presets, and the player following them."""
+"""Emotion keyframes (models.rig.emotion.EmotionTrack), presets, and the player following them."""
 import json
 
 import numpy as np
-import torch
 import pytest
+import torch
 
 from avatar_app.avatar import load_demo
 from avatar_app.cli import main
 from avatar_app.clip import still_clip
 from avatar_app.player import Performance, Player
 from avatar_app.preset import load_preset, save_preset
-from models.emotion import EmotionTrack
-from models.errors import InputError
+from common.errors import InputError
+from models.rig.emotion import EmotionTrack
 
 
 def smoothstep(u):

@@ -9,22 +9,35 @@ import numpy as np
 import pytest
 import torch
 
-from assets import DEMO_BLENDSHAPES, DEMO_FLAME, MODEL_DIR
+from assets import DEMO_AUDIO, DEMO_BLENDSHAPES, DEMO_FLAME, MODEL_DIR
 from avatar_app import cli
 from avatar_app.avatar import GENERATOR_MODEL, LEARNED_DEMO_SOURCE, load_learned
 from avatar_app.clip import clip_from_audio
 from avatar_app.player import Player
-from models.blendshape_learner import LearnerConfig, build_model, train_blendshapes
-from models.blendshapes import BlendshapeModel
-from models.datasets import load_florence, load_vocaset
-from models.errors import InputError
-from models.evaluation import evaluation_regions, face_metrics, leakage, subspace_angles
-from models.flame import FlameRig, load_flame
-from models.mapping import rig_forward
-from models.metrics import mapping_error
-from models.synthetic_corpus import CorpusSpec, make_corpus, planted_model, write_corpus
-from models.training import TrainingRun
-from assets import DEMO_AUDIO
+from common.errors import InputError
+from models.learning.blendshape_learner import (
+    LearnerConfig,
+    build_model,
+    train_blendshapes,
+)
+from models.learning.datasets import load_florence, load_vocaset
+from models.learning.evaluation import (
+    evaluation_regions,
+    face_metrics,
+    leakage,
+    subspace_angles,
+)
+from models.learning.metrics import mapping_error
+from models.learning.synthetic_corpus import (
+    CorpusSpec,
+    make_corpus,
+    planted_model,
+    write_corpus,
+)
+from models.learning.training import TrainingRun
+from models.rig.blendshapes import BlendshapeModel
+from models.rig.flame import FlameRig, load_flame
+from models.rig.mapping import rig_forward
 
 SMALL = CorpusSpec(speech_clips=12, expression_repeats=2, emotional_repeats=0, speech_seconds=2.0)
 

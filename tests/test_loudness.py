@@ -4,9 +4,15 @@ import math
 import numpy as np
 import pytest
 
-from models.audio import Audio, read_all
-from models.errors import InputError
-from models.loudness import LoudnessTarget, integrated_loudness, k_weighting, normalise, rms_level
+from common.errors import InputError
+from models.audio.loudness import (
+    LoudnessTarget,
+    integrated_loudness,
+    k_weighting,
+    normalise,
+    rms_level,
+)
+from models.audio.sources import Audio, read_all
 
 
 def sine(amplitude, seconds=3.0, rate=48000, frequency=997.0):

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from models.errors import InputError
-from models.mapping import fit_flame_mapping
+from common.errors import InputError
+from models.rig.mapping import fit_flame_mapping
 
 
 class ToyHead:

@@ -4,8 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from models.errors import InputError
-from models.metrics import cross_domain_leakage, fdd, lve, mapping_error, principal_angles
+from common.errors import InputError
+from models.learning.metrics import (
+    cross_domain_leakage,
+    fdd,
+    lve,
+    mapping_error,
+    principal_angles,
+)
 
 
 def test_lve_is_the_mean_over_frames_of_the_worst_lip_vertex():

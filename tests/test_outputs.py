@@ -13,10 +13,12 @@ import pytest
 import avatar_app.outputs as outputs
 from assets import DEMO_AUDIO, DEMO_AVATAR
 from avatar_app.cli import main
-from avatar_app.outputs import MARK, check_output_folder, replace_folder
-from models.audio import Audio, load_wav, save_wav
-from models.errors import InputError
-from models.files import csv_cell, csv_text
+from avatar_app.outputs import MARK, check_output_folder
+from common import atomic
+from common.atomic import replace_folder
+from common.errors import InputError
+from common.files import csv_cell, csv_text
+from models.audio.sources import Audio, load_wav, save_wav
 from renderer.ply import read_ply, write_ply
 
 RENDER = ["render", "--demo", "--duration", "0.1", "--size", "32x32", "-q"]
@@ -90,7 +92,7 @@ def test_replacing_a_folder_keeps_the_old_one_until_the_new_one_is_in_place(tmp_
         folder.mkdir()
         (folder / name).write_text(name)
     if not exchange:  # systems without renameat2: the old folder is moved aside first
-        monkeypatch.setattr(outputs, "_exchange", lambda a, b: False)
+        monkeypatch.setattr(atomic, "exchange_paths", lambda a, b: False)
     renames = []
     real_replace = os.replace
 
@@ -100,7 +102,7 @@ def test_replacing_a_folder_keeps_the_old_one_until_the_new_one_is_in_place(tmp_
             raise KeyboardInterrupt
         real_replace(a, b)
 
-    monkeypatch.setattr(outputs.os, "replace", interrupted_replace)
+    monkeypatch.setattr(atomic.os, "replace", interrupted_replace)
     if exchange:
         replace_folder(new, old)
         assert tree(old) == {"new.txt": b"new.txt"} and not new.exists()
@@ -230,7 +232,7 @@ def test_posed_gaussians_that_overflow_stop_the_render_naming_the_avatar():
     from avatar_app.avatar import SIGNAL_DEMO_SOURCE
     from avatar_app.clip import Clip
     from avatar_app.player import Player
-    from models.flame import FlameParams
+    from models.rig.flame import FlameParams
 
     player = Player(SIGNAL_DEMO_SOURCE.load(), backend="cpu")
     player.view.width = player.view.height = 32

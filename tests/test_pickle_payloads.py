@@ -26,10 +26,15 @@ import torch
 
 from assets import DEMO_AVATAR
 from avatar_app.cli import main
-from models.audio import Audio
-from models.blendshape_learner import KIND as LEARNER_KIND
-from models.checkpoint import load_training_state, save_checkpoint
-from models.datasets import MeshSequence, load_vocaset, write_florence, write_vocaset
+from models.audio.sources import Audio
+from models.drivers.checkpoint import load_training_state, save_checkpoint
+from models.learning.blendshape_learner import KIND as LEARNER_KIND
+from models.learning.datasets import (
+    MeshSequence,
+    load_vocaset,
+    write_florence,
+    write_vocaset,
+)
 from tests.test_flame import model_dict
 from tests.test_safe_pickle import P2, array_state, sparse_payload
 

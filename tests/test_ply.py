@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from common.errors import InputError
 from renderer.binding import check_binding
-from renderer.errors import InputError
 from renderer.gaussians import GaussianSet
 from renderer.ply import read_ply, write_ply
 

@@ -6,10 +6,16 @@ import pickle
 import numpy as np
 import pytest
 
-from models.blendshapes import BlendshapeModel
-from models.demo_head import EYE_CENTRES, MOUTH_Y, REGIONS, build_demo_head, surface_regions
-from models.errors import InputError
-from models.regions import (
+from avatar_app.demo.head import (
+    EYE_CENTRES,
+    MOUTH_Y,
+    REGIONS,
+    build_demo_head,
+    surface_regions,
+)
+from common.errors import InputError
+from models.rig.blendshapes import BlendshapeModel
+from models.rig.regions import (
     REGION_NAMES,
     geometric_regions,
     lip_vertices,

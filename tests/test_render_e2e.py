@@ -16,8 +16,8 @@ from avatar_app.clip import clip_from_audio
 from avatar_app.outputs import MARK
 from avatar_app.player import Player
 from avatar_app.video import write_mp4
-from models.blendshapes import BlendshapeModel, WeightSequence
-from models.flame import FlameParams, save_flame_params
+from models.rig.blendshapes import BlendshapeModel, WeightSequence
+from models.rig.flame import FlameParams, save_flame_params
 from renderer.ply import read_ply, write_ply
 
 
@@ -174,18 +174,18 @@ def test_info_describes_each_kind(capsys):
 
 
 def test_the_player_generates_long_clips_in_chunks_equal_to_the_whole(monkeypatch):
-    """The learned generator runs GENERATED_CHUNK frames at a time (memory does not grow with
+    """The learned generator runs WEIGHT_CHUNK frames at a time (memory does not grow with
     the clip); the weights and the frames equal those of one chunk spanning the clip."""
     import avatar_app.player as player_module
     from avatar_app.avatar import LEARNED_DEMO_SOURCE
-    from models.emotion import EmotionTrack
+    from models.rig.emotion import EmotionTrack
 
     player = Player(LEARNED_DEMO_SOURCE.load(), backend="cpu")
     player.clip = clip_from_audio(DEMO_AUDIO, player.driver, 30, duration=3.0)
     player.set_keyframes(EmotionTrack().with_key(0.5, {"happy": 1.0}).with_key(2.5, {"sad": 0.8}))
     whole = player.weights(0, 90)
-    monkeypatch.setattr(player_module, "GENERATED_CHUNK", 16)
-    player._generated_cache.clear()
+    monkeypatch.setattr(player_module, "WEIGHT_CHUNK", 16)
+    player._weights_cache.clear()
     chunked = player.weights(0, 90)
     assert all(np.allclose(a, b, atol=1e-5) for a, b in zip(chunked, whole))
     assert all(np.allclose(a, b[37:61], atol=1e-5) for a, b in zip(player.weights(37, 61), whole))

@@ -21,9 +21,9 @@ import numpy as np
 import pytest
 import scipy.sparse
 
-from models.errors import InputError
-from models.limits import MAX_NESTING
-from models.safe_pickle import load_pickle
+from common.errors import InputError
+from common.limits import MAX_NESTING
+from models.rig.safe_pickle import load_pickle
 
 SPARSE_KINDS = ("csc_matrix", "csr_matrix", "coo_matrix", "csc_array", "csr_array", "coo_array")
 
@@ -212,8 +212,8 @@ def load_in_subprocess(paths) -> list[str]:
     last line printed names the file that crashed it."""
     code = textwrap.dedent("""
         import sys
-        from models.errors import InputError
-        from models.safe_pickle import load_pickle
+        from common.errors import InputError
+        from models.rig.safe_pickle import load_pickle
         for path in sys.argv[1:]:
             print("LOADING", path, flush=True)
             try:

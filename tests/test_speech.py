@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from scipy.signal import lfilter
 
-from models.audio import Audio, load_wav
-from models.errors import InputError
-from models.speech import SignalSpeechDriver
+from common.errors import InputError
+from models.audio.sources import Audio, load_wav
+from models.drivers.contract import neutral_speech
+from models.drivers.signal import SignalSpeechDriver
 
 NAMES = ("jaw_open", "lips_wide", "lips_round", "lips_closed", "lip_funnel")
 FORMANTS = {"a": (730, 1090, 2440), "i": (270, 2290, 3010), "u": (300, 870, 2240), "o": (570, 840, 2410)}
@@ -64,7 +65,7 @@ def driver() -> SignalSpeechDriver:
 def test_one_row_per_frame(driver: SignalSpeechDriver, rate: int, seconds: float, fps: float) -> None:
     n = int(seconds * rate)
     samples = 0.1 * np.sin(np.arange(n) * 0.05)
-    weights = driver.weights(Audio(samples, rate), fps)
+    weights = neutral_speech(driver, Audio(samples, rate), fps)
     assert weights.shape == (round(n / rate * fps), len(NAMES))
     assert weights.dtype == np.float32 and (weights >= 0).all() and (weights <= 1).all()
 
@@ -72,7 +73,7 @@ def test_one_row_per_frame(driver: SignalSpeechDriver, rate: int, seconds: float
 def test_jaw_follows_the_energy_envelope(driver: SignalSpeechDriver) -> None:
     rate, fps = 22050, 30
     samples, labels = utterance(rate)
-    weights = driver.weights(Audio(samples, rate), fps)
+    weights = neutral_speech(driver, Audio(samples, rate), fps)
     jaw = weights[:, 0]
     assert np.corrcoef(jaw, frame_rms(samples, rate, len(weights), fps))[0, 1] >= 0.6
 
@@ -88,21 +89,21 @@ def test_jaw_follows_the_energy_envelope(driver: SignalSpeechDriver) -> None:
 def test_any_layout_of_the_same_audio_gives_the_same_weights(driver: SignalSpeechDriver) -> None:
     samples, _ = utterance(16000)
     stereo = np.round(np.repeat(samples[:, None], 2, axis=1) * 32767).astype(np.int16)
-    np.testing.assert_allclose(driver.weights(Audio(stereo, 16000), 30), driver.weights(Audio(samples, 16000), 30), atol=1e-2)
-    np.testing.assert_array_equal(driver.weights(Audio(samples, 16000), 30), driver.weights(Audio(samples, 16000), 30))
+    np.testing.assert_allclose(neutral_speech(driver, Audio(stereo, 16000), 30), neutral_speech(driver, Audio(samples, 16000), 30), atol=1e-2)
+    np.testing.assert_array_equal(neutral_speech(driver, Audio(samples, 16000), 30), neutral_speech(driver, Audio(samples, 16000), 30))
 
 
 def test_silence_keeps_the_mouth_still(driver: SignalSpeechDriver) -> None:
     rng = np.random.default_rng(3)
-    assert driver.weights(Audio(np.zeros(16000), 16000), 30).max() == 0
-    assert driver.weights(Audio(1e-5 * rng.standard_normal(48000), 48000), 30).max() < 0.05
+    assert neutral_speech(driver, Audio(np.zeros(16000), 16000), 30).max() == 0
+    assert neutral_speech(driver, Audio(1e-5 * rng.standard_normal(48000), 48000), 30).max() < 0.05
 
 
 def test_bad_arguments(driver: SignalSpeechDriver) -> None:
     with pytest.raises(InputError, match="fps"):
-        driver.weights(Audio(np.zeros(100), 16000), 0)
+        neutral_speech(driver, Audio(np.zeros(100), 16000), 0)
     with pytest.raises(InputError, match="sample rate"):
-        driver.weights(Audio(np.zeros(100), -1), 30)
+        neutral_speech(driver, Audio(np.zeros(100), -1), 30)
     with pytest.raises(InputError, match="duplicate"):
         SignalSpeechDriver(["jaw_open", "jaw_open"])
 
@@ -113,7 +114,7 @@ def test_jaw_follows_espeak_speech(driver: SignalSpeechDriver, tmp_path: Path) -
     text = "Please call Stella, ask her to bring these things with her from the store."
     subprocess.run(["espeak-ng", "-w", str(path), text], check=True, capture_output=True)
     audio = load_wav(path)
-    weights = driver.weights(audio, 30)
+    weights = neutral_speech(driver, audio, 30)
     rms = frame_rms(audio.samples, audio.sample_rate, len(weights), 30)
     assert np.corrcoef(weights[:, 0], rms)[0, 1] >= 0.6
 
@@ -121,12 +122,12 @@ def test_jaw_follows_espeak_speech(driver: SignalSpeechDriver, tmp_path: Path) -
 def test_analysis_in_windows_equals_one_window(driver: SignalSpeechDriver, monkeypatch) -> None:
     """Long clips are analysed a few frames of audio at a time; the result does not depend on
     how the clip is cut into windows."""
-    import models.audio
-    import models.speech
+    import models.audio.sources
+    import models.drivers.signal
 
     samples, _ = utterance(44100)
     audio = Audio(np.tile(samples, 3), 44100)
-    whole = driver.weights(audio, 30)
-    monkeypatch.setattr(models.speech, "_CHUNK_FRAMES", 7)
-    monkeypatch.setattr(models.audio, "CHUNK_SAMPLES", 5000)
-    np.testing.assert_allclose(driver.weights(audio, 30), whole, atol=1e-5)
+    whole = neutral_speech(driver, audio, 30)
+    monkeypatch.setattr(models.drivers.signal, "_CHUNK_FRAMES", 7)
+    monkeypatch.setattr(models.audio.sources, "CHUNK_SAMPLES", 5000)
+    np.testing.assert_allclose(neutral_speech(driver, audio, 30), whole, atol=1e-5)

@@ -23,10 +23,10 @@ from avatar_app.player import Player
 from avatar_app.stimuli.design import expand_factorial, merged_defaults, read_design
 from avatar_app.stimuli.resolve import resolve
 from avatar_app.stimuli.trials import StimulusEntry, trial_lists, williams_square
-from models.audio import Audio, load_wav, read_all, save_wav
-from models.errors import InputError
-from models.flame import save_flame_params
-from models.loudness import LoudnessTarget, integrated_loudness, rms_level
+from common.errors import InputError
+from models.audio.loudness import LoudnessTarget, integrated_loudness, rms_level
+from models.audio.sources import Audio, load_wav, read_all, save_wav
+from models.rig.flame import save_flame_params
 
 RATE = 16000
 DESIGN = """\
@@ -391,7 +391,7 @@ def test_a_segment_cuts_weights_motion_and_audio_in_step(tmp_path):
         cut = ClipSource(audio=DEMO_AUDIO, start=1.0, duration=0.5, **{kind: path}).build(player.driver, bs, 30)
         assert cut.num_frames == 15
         if kind == "weights":
-            np.testing.assert_allclose(cut.speech, whole.speech[30:45], atol=1e-6)
+            np.testing.assert_allclose(cut.features.speech, whole.features.speech[30:45], atol=1e-6)
         else:
             np.testing.assert_array_equal(cut.motion.jaw_pose, whole.motion.jaw_pose[30:45])
         np.testing.assert_array_equal(read_all(cut.audio), read_all(whole.audio)[RATE:int(1.5 * RATE)])

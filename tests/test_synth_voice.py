@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from scipy.signal import welch
 
-from models.errors import InputError
-from models.synth_voice import (
+from common.errors import InputError
+from models.audio.synth_voice import (
     PHONEMES,
     SILENCE,
     SPEECH_NAMES,

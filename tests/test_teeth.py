@@ -1,11 +1,12 @@
-"""GaussianAvatars' teeth, checked against DESIGN §4.3 written out independently here."""
+"""GaussianAvatars' teeth, checked against docs/architecture.md §Formats written out independently here."""
 
 import numpy as np
 import pytest
 
-from models.errors import InputError
-from models.flame import FlameArrays, FlameRig, FlameParams, load_flame
-from models.teeth import add_teeth
+from common.errors import InputError
+from models.rig.flame import FlameParams, FlameRig, load_flame
+from models.rig.flame_arrays import FlameArrays
+from models.rig.teeth import add_teeth
 
 UPPER = [1713, 1715, 1716, 1735, 1696, 1694, 1657, 3543, 2774, 2811, 2813, 2850, 2833, 2832, 2830]
 LOWER = [1576, 1577, 1773, 1774, 1795, 1802, 1865, 3503, 2948, 2905, 2898, 2881, 2880, 2713, 2712]

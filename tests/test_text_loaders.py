@@ -17,8 +17,14 @@ from avatar_app.cli import main
 from avatar_app.preset import FORMAT, load_preset
 from avatar_app.stimuli.design import merged_defaults, read_design
 from avatar_app.stimuli.resolve import DesignError, resolve
-from models.errors import InputError
-from models.limits import MAX_DESIGN_ROWS, MAX_DURATION_S, MAX_KEYFRAMES, MAX_NESTING, MAX_YAML_NODES
+from common.errors import InputError
+from common.limits import (
+    MAX_DESIGN_ROWS,
+    MAX_DURATION_S,
+    MAX_KEYFRAMES,
+    MAX_NESTING,
+    MAX_YAML_NODES,
+)
 
 PRESET = {"format": FORMAT, "version": 1, "emotions": {"happy": 0.5}, "speech_gain": 1.0, "expression_gain": 1.0,
           "keyframes": [{"time": 0.0, "emotions": {}}, {"time": 0.5, "emotions": {"sad": 1.0}}]}

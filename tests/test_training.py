@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from models.checkpoint import (
+from common.errors import InputError
+from models.drivers.checkpoint import (
     CHECKPOINT_VERSION,
     load_checkpoint,
     load_training_state,
     restore,
     save_checkpoint,
 )
-from models.errors import InputError
-from models.training import TrainingRun, train
+from models.learning.training import TrainingRun, train
 
 KIND = "test-model"
 CONFIG = {"hidden": 4, "lr": 0.05, "layers": [1, 2]}

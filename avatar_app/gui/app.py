@@ -5,15 +5,15 @@ import contextlib
 import signal
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, Optional
 
 from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QSettings, QTimer
 from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QApplication
 
-from models.errors import InputError
-from models.files import atomic_write
+from common.atomic import atomic_write
+from common.errors import InputError
 
 from ..avatar import AvatarSource
 from ..clip import ClipSource
@@ -53,7 +53,7 @@ def _png_bytes(image: QImage) -> bytes:
 
 
 def run_app(player: Player, avatar_source: AvatarSource, clip_source: ClipSource,
-            snapshot: Optional[Path] = None, settings: Optional[QSettings] = None) -> int:
+            snapshot: Path | None = None, settings: QSettings | None = None) -> int:
     """Show the window until it closes. With `snapshot`, wait for the first full-size frame,
     save a grab of the whole window there and exit (0 on success)."""
     app = application()
@@ -89,7 +89,7 @@ def _closed_by_signals(window: MainWindow) -> Iterator[list[KeyboardInterrupt]]:
             signal.signal(signum, handler)
 
 
-def _show(app: QApplication, window: MainWindow, snapshot: Optional[Path]) -> int:
+def _show(app: QApplication, window: MainWindow, snapshot: Path | None) -> int:
     if snapshot is None:
         window.show()
         return app.exec()

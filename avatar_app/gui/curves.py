@@ -6,10 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import pyqtgraph as pg
+from pyqtgraph.GraphicsScene.mouseEvents import MouseClickEvent
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QVBoxLayout, QWidget
-
-import pyqtgraph as pg
 
 from ..player import Player
 
@@ -122,7 +122,7 @@ class CurvePanel(QWidget):
         for line in self.playheads:
             line.setValue(seconds)
 
-    def _on_click(self, event) -> None:
+    def _on_click(self, event: MouseClickEvent) -> None:
         pos = event.scenePos()
         for plot in self.plots:
             if plot.sceneBoundingRect().contains(pos):

@@ -2,11 +2,19 @@
 expression strength, reset, presets, and emotion keyframes at the playhead."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QGridLayout, QGroupBox, QHBoxLayout, QLabel, QPushButton, QSlider,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSlider,
+    QVBoxLayout,
+    QWidget,
+)
 
 GAIN_MAX = 200  # percent
 
@@ -44,7 +52,7 @@ class PercentSlider(QWidget):
     def set_fraction(self, value: float) -> None:
         """Set without emitting `changed` (the caller already knows)."""
         self.slider.blockSignals(True)
-        self.slider.setValue(int(round(value * 100)))
+        self.slider.setValue(round(value * 100))
         self.slider.blockSignals(False)
         self.value_label.setText(f"{self.slider.value()} %")
 

@@ -1,33 +1,40 @@
-"""The main window: viewport, transport, emotion panel, curves and status bar around one Player.
+"""The main window: viewport, transport, emotion panel, curves and status bar around one Session.
 
-The window owns the live settings (`self.player`); every frame request carries a snapshot of
-them to the render thread, so a slider move shows on the next rendered frame and nothing the
-user does waits for the renderer."""
+The session owns the document (the Player with its live settings, the sources, the playhead);
+the window turns gestures into session calls and redraws on its signals. Every frame request
+carries a snapshot of the player to the render thread, so a slider move shows on the next
+rendered frame and nothing the user does waits for the renderer."""
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Callable, Optional
 
 import numpy as np
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QColor, QDragEnterEvent, QDropEvent, QKeySequence
-from PySide6.QtWidgets import (QColorDialog, QLabel, QMainWindow, QMessageBox, QSplitter,
-                               QVBoxLayout, QWidget)
+from PySide6.QtGui import QCloseEvent, QColor, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QColorDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
 
-from models.emotion import EmotionTrack
-from models.errors import InputError
+from common.errors import InputError
 
 from ..avatar import AvatarSource
-from ..clip import DEFAULT_FPS, ClipSource
-from ..player import VIEW_PRESETS, Player
+from ..clip import ClipSource
+from ..player import VIEW_PRESETS, Player, View
 from . import viewport as view_controls
+from .actions import add_action
 from .curves import CurvePanel, curve_data
 from .emotion_panel import EmotionPanel
 from .file_actions import FileActions
 from .playback import PlaybackClock
 from .render_worker import RenderRequest, RenderResult, RenderWorker
-from .tasks import Task
+from .session import Session
 from .transport import TransportBar
 from .viewport import Viewport
 
@@ -48,15 +55,12 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("Talking-head studio")
         self.setAcceptDrops(True)
         self.settings = settings
-        self.player = player
-        self.avatar_source, self.clip_source = avatar_source, clip_source
-        self.frame = 0
-        self.error_box: Optional[QMessageBox] = None
-        self.tasks: set[Task] = set()
-        self.last_change_latency: Optional[float] = None
+        self.session = Session(player, avatar_source, clip_source, settings, self)
+        self.error_box: QMessageBox | None = None
+        self.last_change_latency: float | None = None
         self._serial = 0
         self._shown_serial = 0
-        self._change_mark: Optional[tuple[int, float]] = None
+        self._change_mark: tuple[int, float] | None = None
         self._shown_times: list[float] = []
         self._interact_until = 0.0
 
@@ -66,7 +70,7 @@ class MainWindow(QMainWindow):
         self.curves = CurvePanel(self)
         self.clock = PlaybackClock(self)
         self.worker = RenderWorker(self)
-        self.files = FileActions(self)
+        self.files = FileActions(self.session, self, lambda: self.viewport.render_size(1 << 14))
         self._build_layout()
         self._build_menus()
         self._build_status_bar()
@@ -79,7 +83,7 @@ class MainWindow(QMainWindow):
         self._curve_timer = QTimer(self, singleShot=True, interval=60)
         self._curve_timer.timeout.connect(self._update_curves)
 
-        self.install(player, avatar_source, clip_source)
+        self._show_document()
         self._restore_settings()
 
     # ---- layout --------------------------------------------------------------------------
@@ -102,37 +106,28 @@ class MainWindow(QMainWindow):
         self.splitter.setSizes([500, 400])
         self.setCentralWidget(self.splitter)
 
-    def add_action(self, menu, text: str, slot: Callable, shortcut: Optional[str | QKeySequence] = None) -> QAction:
-        """A menu entry; its shortcut works anywhere in the window."""
-        action = QAction(text, self)
-        if shortcut is not None:
-            action.setShortcut(QKeySequence(shortcut))
-        action.triggered.connect(lambda *_: slot())
-        menu.addAction(action)
-        return action
-
     def _build_menus(self) -> None:
         bar = self.menuBar()
         self.files.build_menu(bar.addMenu("&File"))
 
         play = bar.addMenu("&Playback")
-        self.add_action(play, "Play / pause", self.toggle_play, Qt.Key_Space)
-        self.add_action(play, "Stop", self.stop)
-        self.add_action(play, "Previous frame", lambda: self.step(-1), Qt.Key_Left)
-        self.add_action(play, "Next frame", lambda: self.step(1), Qt.Key_Right)
-        self.add_action(play, "Go to start", lambda: self.seek_frame(0), Qt.Key_Home)
-        self.mute_action = self.add_action(play, "Mute", lambda: self.clock.set_muted(self.mute_action.isChecked()))
+        add_action(self, play, "Play / pause", self.toggle_play, Qt.Key_Space)
+        add_action(self, play, "Stop", self.stop)
+        add_action(self, play, "Previous frame", lambda: self.step(-1), Qt.Key_Left)
+        add_action(self, play, "Next frame", lambda: self.step(1), Qt.Key_Right)
+        add_action(self, play, "Go to start", lambda: self.seek_frame(0), Qt.Key_Home)
+        self.mute_action = add_action(self, play, "Mute", lambda: self.clock.set_muted(self.mute_action.isChecked()))
         self.mute_action.setCheckable(True)
         play.addSeparator()
-        self.add_action(play, "Set emotion key at playhead", self.set_key, Qt.Key_K)
-        self.add_action(play, "Delete emotion key at playhead", self.delete_key, QKeySequence.Delete)
+        add_action(self, play, "Set emotion key at playhead", self.set_key, Qt.Key_K)
+        add_action(self, play, "Delete emotion key at playhead", self.delete_key, QKeySequence.Delete)
 
         view = bar.addMenu("&View")
         for name, (yaw, pitch) in VIEW_PRESETS.items():
-            self.add_action(view, name, lambda y=yaw, p=pitch: self.set_view_angles(y, p))
-        self.add_action(view, "Reset view", self.reset_view, "R")
+            add_action(self, view, name, lambda y=yaw, p=pitch: self.set_view_angles(y, p))
+        add_action(self, view, "Reset view", self.reset_view, "R")
         view.addSeparator()
-        self.add_action(view, "Background colour…", self.choose_background)
+        add_action(self, view, "Background colour…", self.choose_background)
 
     def _build_status_bar(self) -> None:
         status = self.statusBar()
@@ -143,6 +138,11 @@ class MainWindow(QMainWindow):
             status.addPermanentWidget(label)
 
     def _connect(self) -> None:
+        s = self.session
+        s.loaded.connect(lambda _what: self._show_document())
+        s.performanceChanged.connect(self._on_performance_changed)
+        s.failed.connect(self.show_error)
+        s.message.connect(lambda text, ms: self.statusBar().showMessage(text, ms))
         self.worker.rendered.connect(self._on_rendered)
         self.worker.failed.connect(lambda message: self.statusBar().showMessage(message, 8000))
         self.clock.silenced.connect(lambda message: self.statusBar().showMessage(message, 8000))
@@ -152,35 +152,27 @@ class MainWindow(QMainWindow):
         t.step_requested.connect(self.step)
         t.seek_requested.connect(self.seek_frame)
         v = self.viewport
-        v.orbited.connect(lambda dx, dy: self._change_view(view_controls.orbit, dx, dy))
-        v.panned.connect(lambda dx, dy: self._change_view(view_controls.pan, dx, dy, self._distance(),
-                                                          self.viewport.height()))
-        v.zoomed.connect(lambda notches: self._change_view(view_controls.zoom, notches, self._distance()))
+        v.orbited.connect(lambda dx, dy: self._change_view(view_controls.orbit(self._view(), dx, dy)))
+        v.panned.connect(lambda dx, dy: self._change_view(view_controls.pan(self._view(), dx, dy, self._distance(),
+                                                                            self.viewport.height())))
+        v.zoomed.connect(lambda notches: self._change_view(view_controls.zoom(notches, self._distance())))
         v.reset_requested.connect(self.reset_view)
-        v.resized.connect(lambda: self._change_view(lambda _view: None))
+        v.resized.connect(lambda: self._change_view({}))
         e = self.emotion_panel
-        e.emotions_changed.connect(self._on_emotions_changed)
-        e.gains_changed.connect(self._on_gains_changed)
+        e.emotions_changed.connect(lambda: s.set_mix(e.mix()))
+        e.gains_changed.connect(lambda: s.set_gains(*e.gains()))
         e.key_requested.connect(self.set_key)
         e.delete_key_requested.connect(self.delete_key)
-        e.clear_keys_requested.connect(self.clear_keys)
-        e.reset_requested.connect(self.reset_performance)
+        e.clear_keys_requested.connect(lambda: s.clear_keys(e.mix()))
+        e.reset_requested.connect(s.reset_performance)
         e.save_preset_requested.connect(self.files.save_preset)
         e.load_preset_requested.connect(self.files.load_preset)
         self.curves.seek_requested.connect(self.seek_time)
 
-    # ---- loading -------------------------------------------------------------------------
-    def install(self, player: Player, avatar_source: AvatarSource, clip_source: ClipSource) -> None:
-        """Show a newly loaded player, keeping the view and, where the emotions still exist,
-        the performance of the previous one."""
-        previous = self.player
-        self.player, self.avatar_source, self.clip_source = player, avatar_source, clip_source
-        if previous is not player:
-            player.view = previous.view
-            try:
-                player.set_performance(previous.performance)
-            except InputError:
-                self.statusBar().showMessage("the new blendshape model has other emotions: emotions reset", 8000)
+    # ---- the document ---------------------------------------------------------------------
+    def _show_document(self) -> None:
+        """Show the session's player and clip (at start and after each load)."""
+        player = self.session.player
         bs = player.avatar.blendshapes
         self.emotion_panel.set_emotion_names(bs.emotion_names if bs is not None else ())
         self._sync_panel()
@@ -189,53 +181,11 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(self.clock.silent_reason, 8000)
         self.backend_label.setText("gsplat (CUDA)" if player.backend == "gsplat" else "CPU renderer")
         self.count_label.setText(f"{player.num_gaussians:,} Gaussians")
-        self.setWindowTitle(f"Talking-head studio: {Path(avatar_source.avatar).name} · {clip_source.describe()}")
-        self.frame = min(self.frame, player.clip.num_frames - 1)
-        self.clock.seek(self.frame / player.clip.fps)
+        self.setWindowTitle(f"Talking-head studio: {Path(self.session.avatar_source.avatar).name} · "
+                            f"{self.session.clip_source.describe()}")
+        self.clock.seek(self.session.frame_time())
         self._update_curves()
-        self._set_frame(self.frame)
-
-    def load(self, avatar_source: AvatarSource, clip_source: ClipSource, what: str) -> Task:
-        """Load in the background; on failure show the file and the problem and keep what was
-        loaded. The avatar is reused when only the clip changes."""
-        reuse = self.player.snapshot() if avatar_source == self.avatar_source else None
-        backend = self.player.backend
-
-        def work(_task: Task) -> Player:
-            player = reuse if reuse is not None else Player(avatar_source.load(), backend)
-            player.clip = clip_source.build(player.driver, player.avatar.blendshapes, DEFAULT_FPS)
-            return player
-
-        self.statusBar().showMessage(f"loading {what}…")
-        return self.run_task(work, lambda player: self._loaded(player, avatar_source, clip_source, what),
-                             f"Cannot open {what}")
-
-    def _loaded(self, player: Player, avatar_source: AvatarSource, clip_source: ClipSource, what: str) -> None:
-        self.install(player, avatar_source, clip_source)
-        self.statusBar().showMessage(f"loaded {what}", 5000)
-        self.files.remember(what)
-
-    def run_task(self, work: Callable[[Task], object], done: Callable[[object], None], error_title: str,
-                 on_error: Optional[Callable[[BaseException], None]] = None) -> Task:
-        """Run `work` off the GUI thread; its result goes to `done`, a failure to `on_error`
-        or to an error dialog titled `error_title`."""
-        task = Task(work, self)
-        self.tasks.add(task)
-
-        def finish(result: object) -> None:
-            self.tasks.discard(task)
-            done(result)
-
-        def fail(err: BaseException) -> None:
-            self.tasks.discard(task)
-            if on_error is not None:
-                on_error(err)
-            else:
-                self.show_error(error_title, err)
-
-        task.succeeded.connect(finish)
-        task.failed.connect(fail)
-        return task.start()
+        self._set_frame(self.session.frame)
 
     def show_error(self, title: str, err: BaseException | str) -> None:
         """A non-blocking dialog naming the file and the problem; the app keeps running."""
@@ -244,13 +194,6 @@ class MainWindow(QMainWindow):
         self.error_box.open()
 
     # ---- playback ------------------------------------------------------------------------
-    @property
-    def num_frames(self) -> int:
-        return self.player.clip.num_frames
-
-    def frame_time(self) -> float:
-        return self.frame / self.player.clip.fps
-
     def toggle_play(self) -> None:
         if self.clock.playing:
             self.clock.pause()
@@ -258,7 +201,7 @@ class MainWindow(QMainWindow):
             self.transport.set_playing(False)
             self.request_render()
             return
-        if self.frame >= self.num_frames - 1:
+        if self.session.frame >= self.session.num_frames - 1:
             self.seek_frame(0)
         self.clock.play()
         self._tick.start()
@@ -272,21 +215,22 @@ class MainWindow(QMainWindow):
     def step(self, delta: int) -> None:
         if self.clock.playing:
             self.toggle_play()
-        self.seek_frame(self.frame + delta)
+        self.seek_frame(self.session.frame + delta)
 
     def seek_frame(self, frame: int) -> None:
-        frame = int(np.clip(frame, 0, self.num_frames - 1))
-        self.clock.seek(frame / self.player.clip.fps)
+        frame = int(np.clip(frame, 0, self.session.num_frames - 1))
+        self.clock.seek(frame / self.session.player.clip.fps)
         self._set_frame(frame)
 
     def seek_time(self, seconds: float) -> None:
         """Seek to a time (a click on the curves); a click near a keyframe lands on it."""
-        fps = self.player.clip.fps
-        key = self.player.performance.keyframes.key_near(seconds, max(0.1, 1 / fps))
-        self.seek_frame(int(round((key.time if key else seconds) * fps)))
+        player = self.session.player
+        fps = player.clip.fps
+        key = player.performance.keyframes.key_near(seconds, max(0.1, 1 / fps))
+        self.seek_frame(round((key.time if key else seconds) * fps))
 
     def _on_tick(self) -> None:
-        clip = self.player.clip
+        clip = self.session.player.clip
         t = self.clock.time()
         if t >= clip.duration:
             if self.transport.loop.isChecked():
@@ -297,15 +241,15 @@ class MainWindow(QMainWindow):
                 self._set_frame(clip.num_frames - 1)
                 return
         frame = min(int(t * clip.fps), clip.num_frames - 1)
-        if frame != self.frame:
+        if frame != self.session.frame:
             self._set_frame(frame)
 
     def _set_frame(self, frame: int) -> None:
-        self.frame = frame
-        clip = self.player.clip
-        self.transport.set_position(frame, clip.num_frames, clip.fps)
-        self.curves.set_playhead(frame / clip.fps)
-        if self.player.performance.keyframes and not self.emotion_panel.dragging():
+        self.session.frame = frame
+        player = self.session.player
+        self.transport.set_position(frame, player.clip.num_frames, player.clip.fps)
+        self.curves.set_playhead(frame / player.clip.fps)
+        if player.performance.keyframes and not self.emotion_panel.dragging():
             self._sync_panel()
         self._show_key_state()
         self.request_render()
@@ -313,70 +257,27 @@ class MainWindow(QMainWindow):
     # ---- emotions ------------------------------------------------------------------------
     def _sync_panel(self) -> None:
         """Sliders show the performance at the playhead (the keyed values when there are keys)."""
-        perf, bs = self.player.performance, self.player.avatar.blendshapes
+        perf, bs = self.session.player.performance, self.session.player.avatar.blendshapes
         if bs is not None:
-            values = perf.intensities(np.array([self.frame_time()]), bs.emotion_names)[0]
+            values = perf.intensities(np.array([self.session.frame_time()]), bs.emotion_names)[0]
             self.emotion_panel.set_mix(dict(zip(bs.emotion_names, values.tolist())))
         self.emotion_panel.set_gains(perf.speech_gain, perf.expression_gain)
         self._show_key_state()
 
     def _show_key_state(self) -> None:
-        track = self.player.performance.keyframes
-        at = track.key_near(self.frame_time(), 0.5 / self.player.clip.fps) is not None
-        self.emotion_panel.show_keys(len(track.keys), at)
-
-    def _on_emotions_changed(self) -> None:
-        mix = self.emotion_panel.mix()
-        track = self.player.performance.keyframes
-        if track:  # with keys, an edit keys the playhead (what you see is what is keyed)
-            self.player.set_keyframes(self._keyed(track, mix))
-        else:
-            self.player.set_emotions(mix)
-        self._performance_changed()
-
-    def _on_gains_changed(self) -> None:
-        perf = self.player.performance
-        perf.speech_gain, perf.expression_gain = self.emotion_panel.gains()
-        self._performance_changed()
-
-    def _keyed(self, track: EmotionTrack, mix: dict[str, float]) -> EmotionTrack:
-        return track.with_key(self.frame_time(), mix, tolerance=0.5 / self.player.clip.fps)
+        keys = self.session.player.performance.keyframes.keys
+        self.emotion_panel.show_keys(len(keys), self.session.key_at_playhead() is not None)
 
     def set_key(self) -> None:
-        if self.player.avatar.blendshapes is None:
-            return
-        self.player.set_keyframes(self._keyed(self.player.performance.keyframes, self.emotion_panel.mix()))
-        self._performance_changed()
+        self.session.key(self.emotion_panel.mix())
 
     def delete_key(self) -> None:
-        track = self.player.performance.keyframes
-        key = track.key_near(self.frame_time(), 0.5 / self.player.clip.fps)
-        if key is not None:
-            self.player.set_keyframes(track.without_key(key.time))
-            self._after_key_removal()
+        self.session.delete_key(self.emotion_panel.mix())
 
-    def clear_keys(self) -> None:
-        self.player.set_keyframes(EmotionTrack())
-        self._after_key_removal()
-
-    def _after_key_removal(self) -> None:
-        if not self.player.performance.keyframes:  # the sliders hold again, as they stand
-            self.player.set_emotions(self.emotion_panel.mix())
-        self._sync_panel()
-        self._performance_changed()
-
-    def performance_loaded(self) -> None:
-        """A preset replaced the whole performance: show it."""
-        self._sync_panel()
-        self._performance_changed()
-
-    def reset_performance(self) -> None:
-        perf = self.player.performance
-        perf.emotions, perf.keyframes, perf.speech_gain, perf.expression_gain = {}, EmotionTrack(), 1.0, 1.0
-        self._sync_panel()
-        self._performance_changed()
-
-    def _performance_changed(self) -> None:
+    def _on_performance_changed(self, replaced: bool) -> None:
+        """Redraw after an emotion edit; re-read the sliders when the edit did not come from them."""
+        if replaced:
+            self._sync_panel()
         self._show_key_state()
         self._interact()
         self.request_render()
@@ -385,36 +286,40 @@ class MainWindow(QMainWindow):
 
     def _update_curves(self) -> None:
         try:
-            self.curves.set_data(curve_data(self.player))
+            self.curves.set_data(curve_data(self.session.player))
         except InputError as err:
             self.statusBar().showMessage(str(err), 8000)
-        self.curves.set_playhead(self.frame_time())
+        self.curves.set_playhead(self.session.frame_time())
 
     # ---- view ----------------------------------------------------------------------------
-    def _distance(self) -> float:
-        view = self.player.view
-        return view.distance if view.distance is not None else self.player.auto_distance()
+    def _view(self) -> View:
+        return self.session.player.view
 
-    def _change_view(self, change: Callable, *args: float) -> None:
-        change(self.player.view, *args)
+    def _distance(self) -> float:
+        player = self.session.player
+        return player.view.distance if player.view.distance is not None else player.auto_distance()
+
+    def _change_view(self, changes: dict[str, object]) -> None:
+        """A gesture's view change: a preview while it goes on, full size when it settles."""
+        self.session.player.set_view(**changes)
         self._interact()
         self.request_render()
 
     def set_view_angles(self, yaw: float, pitch: float) -> None:
-        self.player.view.yaw, self.player.view.pitch = yaw, pitch
+        self.session.player.set_view(yaw=yaw, pitch=pitch)
         self.request_render()
 
     def reset_view(self) -> None:
-        view_controls.reset(self.player.view)
+        self.session.player.reset_view()
         self.request_render()
 
     def choose_background(self) -> None:
-        colour = QColorDialog.getColor(QColor.fromRgbF(*self.player.view.background), self, "Background colour")
+        colour = QColorDialog.getColor(QColor.fromRgbF(*self._view().background), self, "Background colour")
         if colour.isValid():
             self.set_background((colour.redF(), colour.greenF(), colour.blueF()))
 
     def set_background(self, rgb: tuple[float, float, float]) -> None:
-        self.player.view.background = tuple(float(c) for c in rgb)
+        self.session.player.set_view(background=tuple(float(c) for c in rgb))
         self.request_render()
 
     # ---- rendering -----------------------------------------------------------------------
@@ -430,18 +335,19 @@ class MainWindow(QMainWindow):
     def wants_preview(self) -> bool:
         """On CPU, a smaller image while playing or interacting keeps things fluid."""
         busy = self.clock.playing or time.monotonic() < self._interact_until
-        return self.player.backend == "cpu" and busy
+        return self.session.player.backend == "cpu" and busy
 
     def request_render(self) -> None:
         preview = self.wants_preview()
-        side = PREVIEW_SIDE if preview else FULL_SIDE.get(self.player.backend, 1024)
+        player = self.session.player
+        side = PREVIEW_SIDE if preview else FULL_SIDE.get(player.backend, 1024)
         width, height = self.viewport.render_size(side)
         self._serial += 1
-        self.worker.submit(RenderRequest(self.player.snapshot(), self.frame, width, height, preview, self._serial))
+        self.worker.submit(RenderRequest(player.snapshot(), self.session.frame, width, height, preview, self._serial))
 
     def settled(self) -> bool:
         """The last requested frame is shown at full size and nothing is loading."""
-        return (self._shown_serial == self._serial and not self.wants_preview() and not self.tasks
+        return (self._shown_serial == self._serial and not self.wants_preview() and not self.session.tasks
                 and not self._settle.isActive())
 
     def _on_rendered(self, result: RenderResult) -> None:
@@ -482,14 +388,11 @@ class MainWindow(QMainWindow):
         if state is not None:
             self.splitter.restoreState(state)
 
-    def closeEvent(self, event) -> None:
+    def closeEvent(self, event: QCloseEvent) -> None:
         self.settings.setValue("window/geometry", self.saveGeometry())
         self.settings.setValue("window/splitter", self.splitter.saveState())
         self.settings.sync()
-        for task in list(self.tasks):
-            task.cancel.set()
-        for task in list(self.tasks):  # a recording removes its unfinished file before we go
-            task.wait(TASK_CLEANUP_S)
+        self.session.close(TASK_CLEANUP_S)  # a recording removes its unfinished file before we go
         self._tick.stop()
         self.clock.close()
         self.worker.stop()

@@ -9,7 +9,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, QUrl, Signal
 from PySide6.QtMultimedia import QAudioOutput, QMediaDevices, QMediaPlayer
 
-from models.audio import Audio, save_wav
+from models.audio.sources import Audio, save_wav
 
 MAX_EXTRAPOLATION = 0.15  # seconds the clock may run ahead of the last audio position report
 STALL_SECONDS = 3.0       # an output that reports no progress this long is given up
@@ -121,7 +121,7 @@ class PlaybackClock(QObject):
         self._restart()
         self.playing = True
         if self._media is not None:
-            self._media.setPosition(int(round(self._anchor_time * 1000)))
+            self._media.setPosition(round(self._anchor_time * 1000))
             self._media.play()
 
     def pause(self) -> None:
@@ -136,7 +136,7 @@ class PlaybackClock(QObject):
         self._anchor(max(0.0, seconds))
         self._restart()
         if self._media is not None:
-            self._media.setPosition(int(round(self._anchor_time * 1000)))
+            self._media.setPosition(round(self._anchor_time * 1000))
 
     def close(self) -> None:
         self.pause()

@@ -68,9 +68,9 @@ class RenderWorker(QObject):
             start = time.perf_counter()
             try:
                 player = request.player
-                player.view.width, player.view.height = request.width, request.height
+                player.set_view(width=request.width, height=request.height)
                 image = player.render_frame(request.frame)
-            except Exception as err:  # shown in the status bar; the app keeps running
+            except Exception as err:  # noqa: BLE001 - shown in the status bar; the app keeps running
                 self.failed.emit(f"render failed: {err}")
                 continue
             self.rendered.emit(RenderResult(image, request, time.perf_counter() - start))

@@ -3,7 +3,8 @@ failure and progress come back to the GUI thread as signals."""
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
@@ -40,7 +41,7 @@ class Task(QObject):
     def _run(self) -> None:
         try:
             result = self._work(self)
-        except BaseException as err:  # delivered to the GUI, which shows it
+        except BaseException as err:  # noqa: BLE001 - delivered to the GUI, which shows it
             self.failed.emit(err)
         else:
             self.succeeded.emit(result)

@@ -7,7 +7,15 @@ import math
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QImage, QMouseEvent, QPainter, QWheelEvent
+from PySide6.QtGui import (
+    QColor,
+    QImage,
+    QMouseEvent,
+    QPainter,
+    QPaintEvent,
+    QResizeEvent,
+    QWheelEvent,
+)
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from renderer.camera import DEFAULT_FOVY
@@ -18,25 +26,22 @@ DEGREES_PER_PIXEL = 0.3
 ZOOM_PER_NOTCH = 0.9          # distance factor per wheel notch (120 units)
 
 
-def orbit(view: View, dx: float, dy: float) -> None:
-    view.yaw = (view.yaw - dx * DEGREES_PER_PIXEL + 180.0) % 360.0 - 180.0
-    view.pitch = float(np.clip(view.pitch + dy * DEGREES_PER_PIXEL, -89.0, 89.0))
+# Gestures to view changes: each returns the fields to change (for Player.set_view), so the
+# player stays the one place its view is written.
+
+def orbit(view: View, dx: float, dy: float) -> dict[str, float]:
+    return {"yaw": (view.yaw - dx * DEGREES_PER_PIXEL + 180.0) % 360.0 - 180.0,
+            "pitch": float(np.clip(view.pitch + dy * DEGREES_PER_PIXEL, -89.0, 89.0))}
 
 
-def pan(view: View, dx: float, dy: float, distance: float, widget_height: float) -> None:
+def pan(view: View, dx: float, dy: float, distance: float, widget_height: float) -> dict[str, tuple[float, float]]:
     """Move the target so the head follows the cursor (metres per pixel at the target depth)."""
     metres_per_pixel = 2 * distance * math.tan(math.radians(DEFAULT_FOVY) / 2) / max(widget_height, 1.0)
-    view.pan = (view.pan[0] - dx * metres_per_pixel, view.pan[1] + dy * metres_per_pixel)
+    return {"pan": (view.pan[0] - dx * metres_per_pixel, view.pan[1] + dy * metres_per_pixel)}
 
 
-def zoom(view: View, notches: float, distance: float) -> None:
-    view.distance = float(np.clip(distance * ZOOM_PER_NOTCH ** notches, 0.05, 50.0))
-
-
-def reset(view: View) -> None:
-    view.yaw = view.pitch = 0.0
-    view.distance = None
-    view.pan = (0.0, 0.0)
+def zoom(notches: float, distance: float) -> dict[str, float]:
+    return {"distance": float(np.clip(distance * ZOOM_PER_NOTCH ** notches, 0.05, 50.0))}
 
 
 class Viewport(QWidget):
@@ -77,7 +82,7 @@ class Viewport(QWidget):
         self._background = QColor.fromRgbF(*background)
         self.update()
 
-    def paintEvent(self, _event) -> None:
+    def paintEvent(self, _event: QPaintEvent) -> None:
         painter = QPainter(self)
         painter.fillRect(self.rect(), self._background)
         if self._image is not None:
@@ -88,7 +93,7 @@ class Viewport(QWidget):
             painter.drawImage(QRectF((self.width() - w) / 2, (self.height() - h) / 2, w, h), self._image)
         painter.end()
 
-    def resizeEvent(self, event) -> None:
+    def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)
         self.resized.emit()
 

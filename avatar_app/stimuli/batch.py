@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator
 
 import torch
 from tqdm import tqdm
@@ -37,10 +37,10 @@ try:
 except ImportError:  # Windows
     fcntl = None
 
-from models.checkpoint import CONFIG_FILE, WEIGHTS_FILE
-from models.errors import InputError
-from models.files import atomic_write, csv_cell
-from renderer.errors import InputError as RendererInputError
+from common.atomic import atomic_write
+from common.errors import InputError
+from common.files import csv_cell
+from models.drivers.checkpoint import CONFIG_FILE, WEIGHTS_FILE
 from renderer.render import resolve_backend
 
 from ..avatar import find_point_cloud
@@ -135,7 +135,7 @@ def _record_path(folder: Path, stimulus_id: str) -> Path:
     return folder / STATE / f"{stimulus_id}.json"
 
 
-def _finished(folder: Path, p: Plan) -> Optional[dict[str, Any]]:
+def _finished(folder: Path, p: Plan) -> dict[str, Any] | None:
     """The stimulus' record if its key matches and its files are there as recorded."""
     try:
         record = json.loads(_record_path(folder, p.stimulus.id).read_text(encoding="utf-8"))
@@ -172,7 +172,7 @@ def _remove_temporaries(folder: Path) -> None:
 
 
 # ---- the work of one process ---------------------------------------------------------------
-_players: Optional[Players] = None
+_players: Players | None = None
 _busy = False  # a worker process is making a stimulus
 
 
@@ -204,7 +204,7 @@ def _make(p: Plan, folder: Path, outputs: Outputs) -> dict[str, Any]:
     try:
         _busy = True
         facts = make_stimulus(stimulus, folder, outputs, _players)
-    except (InputError, RendererInputError) as err:
+    except InputError as err:
         return {"id": stimulus.id, "status": "failed", "error": str(err)}
     except Exception as err:  # noqa: BLE001 - a failing row must not stop the others
         return {"id": stimulus.id, "status": "failed", "error": f"{type(err).__name__}: {err}"}
@@ -233,7 +233,7 @@ def check_study_folder(folder: Path) -> Path:
 
 
 def run_batch(stimuli: list[Stimulus], folder: Path, outputs: Outputs, backend: str = "auto", workers: int = 1,
-              progress: bool = True, design: Optional[Path] = None) -> BatchResult:
+              progress: bool = True, design: Path | None = None) -> BatchResult:
     """Make every stimulus not already made in `folder`, then write the manifest there
     (naming the `design` file and its hash)."""
     check_study_folder(folder)
@@ -296,7 +296,8 @@ def _make_all(pending: list[Plan], folder: Path, outputs: Outputs, backend: str,
         bar.close()
 
 
-def _in_processes(pending: list[Plan], folder: Path, outputs: Outputs, backend: str, workers: int, finish) -> None:
+def _in_processes(pending: list[Plan], folder: Path, outputs: Outputs, backend: str, workers: int,
+                  finish: Callable[[Plan, dict[str, Any]], None]) -> None:
     """Several local processes (spawned: a forked torch can hang), the cores shared out."""
     threads = max(1, (os.cpu_count() or 1) // workers)
     pool = concurrent.futures.ProcessPoolExecutor(workers, multiprocessing.get_context("spawn"),
@@ -333,7 +334,7 @@ def _csv_row(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_manifest(folder: Path, records: list[dict[str, Any]], backend: str,
-                   design: Optional[dict[str, str]] = None) -> None:
+                   design: dict[str, str] | None = None) -> None:
     """manifest.json (everything, nested) and manifest.csv (one flat row per stimulus)."""
     document = {"format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "software": software(),
                 "backend": backend, "design": design, "stimuli": [{k: v for k, v in r.items() if k != "key"} for r in records]}

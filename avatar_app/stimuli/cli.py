@@ -8,16 +8,31 @@ import re
 import time
 from pathlib import Path
 
-from models.errors import InputError
-from models.files import atomic_write
-from models.loudness import LoudnessTarget
+from common.atomic import atomic_write
+from common.errors import InputError
+from models.audio.loudness import LoudnessTarget
 
 from ..outputs import holds_only, staged_folder
 from .batch import check_study_folder, run_batch, sha256_file, software
-from .design import COLUMNS, Design, expand_factorial, merged_defaults, parse_assignments, read_design, write_design
-from .resolve import resolve
+from .design import (
+    COLUMNS,
+    Design,
+    expand_factorial,
+    merged_defaults,
+    parse_assignments,
+    read_design,
+    write_design,
+)
 from .render import Outputs
-from .trials import factor_levels, read_manifest, trial_lists, varying_factors, williams_square, write_trial_lists
+from .resolve import resolve
+from .trials import (
+    factor_levels,
+    read_manifest,
+    trial_lists,
+    varying_factors,
+    williams_square,
+    write_trial_lists,
+)
 
 EXPANDED_DESIGN = "design.csv"
 TRIAL_SETTINGS = "settings.json"  # beside the trial lists: what made them

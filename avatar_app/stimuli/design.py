@@ -18,13 +18,14 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
+from typing import Iterator, Sequence
 
 import yaml
 
-from models.errors import InputError
-from models.files import atomic_write, csv_cell, csv_text, read_text_file
-from models.limits import MAX_DESIGN_ROWS, MAX_NESTING, MAX_YAML_NODES
+from common.atomic import atomic_write
+from common.errors import InputError
+from common.files import csv_cell, csv_text, read_text_file
+from common.limits import MAX_DESIGN_ROWS, MAX_NESTING, MAX_YAML_NODES
 
 COLUMNS = {
     "id": "unique name of the stimulus; its files are <id>.mp4, <id>.png, <id>.weights.csv",
@@ -244,11 +245,11 @@ def _text(column: str, node: yaml.Node) -> str:
     return _scalar(node).strip()
 
 
-def _is_null(node: Optional[yaml.Node]) -> bool:
+def _is_null(node: yaml.Node | None) -> bool:
     return node is None or (isinstance(node, yaml.ScalarNode) and node.tag == _NULL)
 
 
-def _compose(text: str) -> Optional[yaml.Node]:
+def _compose(text: str) -> yaml.Node | None:
     """The YAML's node graph (aliases are shared nodes), after its size and depth are checked."""
     try:
         _check_yaml_size(text)
@@ -257,7 +258,7 @@ def _compose(text: str) -> Optional[yaml.Node]:
         raise InputError(f"not valid YAML ({_yaml_problem(err)})") from None
 
 
-def _sections(root: Optional[yaml.Node], problems: list[str]) -> tuple[dict[str, yaml.Node], list[yaml.Node]]:
+def _sections(root: yaml.Node | None, problems: list[str]) -> tuple[dict[str, yaml.Node], list[yaml.Node]]:
     """The defaults and the rows: the YAML is a list of rows, or a mapping with `defaults` and
     `stimuli`."""
     defaults, rows = None, root
@@ -383,6 +384,6 @@ def write_design(design: Design, defaults: dict[str, str], path: Path) -> None:
     atomic_write(path, lambda handle: handle.write(out.getvalue().encode("utf-8")))
 
 
-def merged_defaults(design: Design, command_line: Optional[dict[str, str]] = None) -> dict[str, str]:
+def merged_defaults(design: Design, command_line: dict[str, str] | None = None) -> dict[str, str]:
     """Built-in defaults, then the file's header block, then the command line's --set."""
     return {**DEFAULTS, **design.defaults, **(command_line or {})}

@@ -2,23 +2,21 @@
 weights CSV. Lead-in and lead-out are the still neutral face with silence around the clip."""
 from __future__ import annotations
 
-import copy
+import dataclasses
 import hashlib
-import itertools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any
 
 import numpy as np
 import torch
 
-from models.audio import AudioSource, AudioView
-from models.blendshapes import WeightSequence
+from models.rig.blendshapes import WeightSequence
 
 from ..avatar import AvatarSource
-from ..clip import frame_count, still_clip
-from ..player import Performance, Player
-from ..video import write_mp4, write_png
+from ..clip import frame_count
+from ..player import Player
+from ..video import write_png
 from .resolve import Stimulus
 
 
@@ -85,24 +83,16 @@ def _padded_weights(weights: WeightSequence, before: int, after: int) -> WeightS
                           speech_names=weights.speech_names, expression_names=weights.expression_names)
 
 
-def _padded_audio(audio: Optional[AudioSource], before: float, after: float) -> Optional[AudioSource]:
-    """The clip's audio with `before` and `after` seconds of silence (read lazily)."""
-    if audio is None:
-        return None
-    lead, tail = (int(round(s * audio.sample_rate)) for s in (before, after))
-    return AudioView(audio, -lead, lead + audio.num_samples + tail)
-
-
 def make_stimulus(stimulus: Stimulus, folder: Path, outputs: Outputs, players: Players) -> dict[str, Any]:
     """Write the stimulus' files into `folder` (each atomically) and return what was made:
     frame count, duration, apex frame, the SHA-256 of the rendered RGB frames, the resolved
     camera distance and what loudness normalisation did."""
     torch.manual_seed(stimulus.seed)
     player = players.get(stimulus.avatar)
-    player.view = copy.deepcopy(stimulus.view)
+    player.set_view(**dataclasses.asdict(stimulus.view))
     player.set_performance(stimulus.performance)
     fps = stimulus.fps
-    clip = player.clip = stimulus.clip.build(player.driver, player.avatar.blendshapes, fps)
+    clip = player.load_clip(stimulus.clip, fps)
     before, after = frame_count(stimulus.lead_in, fps), frame_count(stimulus.lead_out, fps)
     total = before + clip.num_frames + after
     apex = before + apex_frame(player, clip.num_frames)
@@ -112,19 +102,12 @@ def make_stimulus(stimulus: Stimulus, folder: Path, outputs: Outputs, players: P
 
     digest, kept = hashlib.sha256(), {}
 
-    def frames() -> Iterator[np.ndarray]:
-        neutral = _neutral_frame(player) if before or after else None
-        stream = itertools.chain(itertools.repeat(neutral, before),
-                                 player.render_range(0, clip.num_frames, require_visible=True),
-                                 itertools.repeat(neutral, after))
-        for index, frame in enumerate(stream):
-            digest.update(np.ascontiguousarray(frame).tobytes())
-            if index == apex:
-                kept["apex"] = frame
-            yield frame
+    def seen(index: int, frame: np.ndarray) -> None:
+        digest.update(np.ascontiguousarray(frame).tobytes())
+        if index == apex:
+            kept["apex"] = frame
 
-    audio = _padded_audio(clip.audio, before / fps, after / fps)
-    write_mp4(frames(), folder / names["mp4"], (stimulus.view.width, stimulus.view.height), fps, total, audio)
+    player.record(folder / names["mp4"], on_frame=seen, lead_in=before, lead_out=after)
     if "png" in names:
         write_png(kept["apex"], folder / names["png"])
     level = clip.loudness
@@ -136,11 +119,3 @@ def make_stimulus(stimulus: Stimulus, folder: Path, outputs: Outputs, players: P
         "loudness_out": None if level is None else round(level.level_out, 3),
         "clipped_samples": 0 if level is None else level.clipped_samples,
     }
-
-
-def _neutral_frame(player: Player) -> np.ndarray:
-    """The avatar's still neutral face under the same view: no speech, no emotion."""
-    still = player.snapshot()
-    still.performance = Performance()
-    still.clip = still_clip(1.0 / still.clip.fps, still.clip.fps)
-    return still.render_frame(0)

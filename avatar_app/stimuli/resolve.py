@@ -9,14 +9,14 @@ import math
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal, Optional
+from typing import Any, Callable, Literal
 
-from models.blendshapes import BlendshapeModel, WeightSequence
-from models.emotion import check_emotions, parse_emotions
-from models.errors import InputError
-from models.files import check_input_file
-from models.limits import MAX_DURATION_S
-from models.loudness import LoudnessTarget
+from common.errors import InputError
+from common.files import check_input_file
+from common.limits import MAX_DURATION_S
+from models.audio.loudness import LoudnessTarget
+from models.rig.blendshapes import BlendshapeModel, WeightSequence
+from models.rig.emotion import check_emotions, parse_emotions
 
 from ..avatar import AvatarSource, resolve_avatar_source
 from ..clip import ClipSource
@@ -88,7 +88,7 @@ class Stimulus:
         }
 
 
-def _path_text(path: Optional[Path]) -> Optional[str]:
+def _path_text(path: Path | None) -> str | None:
     return None if path is None else str(path)
 
 
@@ -102,7 +102,7 @@ def _number(text: str, low: float, high: float) -> float:
     return value + 0.0  # -0 as 0
 
 
-def parse_view(text: str) -> tuple[float, float, Optional[float]]:
+def parse_view(text: str) -> tuple[float, float, float | None]:
     """A preset name (front, three-quarter left, ...) or yaw/pitch[/distance] in degrees and
     metres."""
     name = re.sub(r"[\s_-]+", " ", text.strip().lower())
@@ -141,7 +141,7 @@ class _Row:
             self.note(f"{column}: {err}")
             return fallback
 
-    def path(self, column: str, kind: Literal["file", "folder", "file or folder"] = "file") -> Optional[Path]:
+    def path(self, column: str, kind: Literal["file", "folder", "file or folder"] = "file") -> Path | None:
         """The row's path in `column`, checked now: a "folder", a regular "file" (a pipe would
         block and a device never end when read) or, for an avatar, "file or folder"."""
         text = self.values.get(column, "")
@@ -174,7 +174,7 @@ class _Models:
         return self.loaded[path]
 
 
-def resolve(design: Design, defaults: dict[str, str], loudness: Optional[LoudnessTarget]) -> list[Stimulus]:
+def resolve(design: Design, defaults: dict[str, str], loudness: LoudnessTarget | None) -> list[Stimulus]:
     """The stimuli of a design, or a `DesignError` listing every problem with its row."""
     problems = list(design.problems)
     if not design.rows:
@@ -201,7 +201,7 @@ def _id(text: str) -> str:
     return text
 
 
-def _avatar(r: _Row) -> Optional[AvatarSource]:
+def _avatar(r: _Row) -> AvatarSource | None:
     demo = r.values.get("avatar", "demo").lower() == "demo"
     avatar = None if demo else r.path("avatar", "file or folder")
     flame, blendshapes, generator = r.path("flame"), r.path("blendshapes"), r.path("generator", "folder")
@@ -214,7 +214,7 @@ def _avatar(r: _Row) -> Optional[AvatarSource]:
         return None
 
 
-def _emotions(r: _Row, source: Optional[AvatarSource], models: _Models) -> dict[str, float]:
+def _emotions(r: _Row, source: AvatarSource | None, models: _Models) -> dict[str, float]:
     mix = r.get("emotion", parse_emotions, {})
     intensity = r.get("intensity", lambda t: _number(t, 0.0, 1.0))
     if intensity is not None:
@@ -233,8 +233,8 @@ def _emotions(r: _Row, source: Optional[AvatarSource], models: _Models) -> dict[
     return mix
 
 
-def _clip(r: _Row, source: Optional[AvatarSource], models: _Models, fps: float,
-          loudness: Optional[LoudnessTarget]) -> Optional[ClipSource]:
+def _clip(r: _Row, source: AvatarSource | None, models: _Models, fps: float,
+          loudness: LoudnessTarget | None) -> ClipSource | None:
     paths = {column: r.path(column) for column in ("audio", "weights", "motion")}
     if paths["weights"] and paths["motion"]:
         r.note("weights and motion: give one of them")
@@ -264,7 +264,7 @@ def _size(text: str) -> tuple[int, int]:
     return width, height
 
 
-def _resolve_row(r: _Row, models: _Models, loudness: Optional[LoudnessTarget]) -> Optional[Stimulus]:
+def _resolve_row(r: _Row, models: _Models, loudness: LoudnessTarget | None) -> Stimulus | None:
     identifier = r.get("id", _id)
     if not r.values.get("id"):
         r.note("id: missing")

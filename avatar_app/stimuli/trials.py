@@ -15,15 +15,14 @@ import csv
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
-from models.errors import InputError
-from models.files import atomic_write, csv_cell, csv_text, parse_json, read_text_file
+from common.atomic import atomic_write
+from common.errors import InputError
+from common.files import csv_cell, csv_text, parse_json, read_text_file
 
 from .design import COLUMNS
-
 
 MAX_PARTICIPANTS, MAX_REPEATS = 100_000, 1000
 
@@ -115,7 +114,7 @@ def _shuffled(items: list[StimulusEntry], rng: np.random.Generator) -> list[Stim
     return order
 
 
-def trial_lists(stimuli: list[StimulusEntry], participants: int, seed: int, factor: Optional[str] = None,
+def trial_lists(stimuli: list[StimulusEntry], participants: int, seed: int, factor: str | None = None,
                 repeats: int = 1) -> list[list[Trial]]:
     """One list per participant (numbered from 1)."""
     if not (1 <= participants <= MAX_PARTICIPANTS and 1 <= repeats <= MAX_REPEATS):

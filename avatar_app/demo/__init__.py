@@ -1,0 +1,1 @@
+"""The procedural demo: head, hand-made blendshapes, painted avatar, and `avatar build-demo`."""

@@ -1,0 +1,77 @@
+"""The demo's blendshape model: named speech and expression blendshapes on the demo head.
+
+Each blendshape is defined as a pose of the demo head's FLAME (expression components and
+jaw), turned into vertex displacements through the FLAME forward pass; its linear FLAME
+mapping is then *fitted* back from those displacements by `models.rig.mapping`, exactly as for
+learned blendshapes, so the stored mapping error is a real measurement.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from avatar_app.demo.head import EXPRESSIONS
+from models.rig.blendshapes import BlendshapeModel
+from models.rig.flame import FlameRig
+from models.rig.mapping import fit_flame_mapping, rig_forward
+
+# name → ({expression component: weight}, jaw opening in radians)
+SPEECH = {
+    "jaw_open": ({}, 0.30),
+    "lips_wide": ({"lip_stretch": 0.7, "upper_lip_raise": 0.3}, 0.05),
+    "lips_round": ({"lips_round": 1.0}, 0.06),
+    "lips_closed": ({"lips_press": 1.0}, 0.0),
+}
+EXPRESSION = {
+    "smile": ({"smile": 1.0, "cheek_raise": 0.6}, 0.0),
+    "frown": ({"frown": 1.0}, 0.0),
+    "brow_raise": ({"brow_raise": 1.0}, 0.0),
+    "brow_lower": ({"brow_lower": 1.0}, 0.0),
+    "brow_inner_up": ({"brow_inner_up": 1.0}, 0.0),
+    "eyes_wide": ({"eyes_wide": 1.0}, 0.0),
+    "eyes_squint": ({"eyelids_close": 0.35, "cheek_raise": 0.4}, 0.0),
+    "nose_wrinkle": ({"nose_wrinkle": 1.0, "upper_lip_raise": 0.5}, 0.0),
+    "lips_press": ({"lips_press": 0.8}, 0.0),
+    "lip_stretch": ({"lip_stretch": 1.0}, 0.02),
+    "smirk_left": ({"smile_left": 1.0}, 0.0),
+    "jaw_drop": ({}, 0.22),
+}
+EMOTIONS = {
+    "happy": {"smile": 1.0, "eyes_squint": 0.5},
+    "sad": {"brow_inner_up": 1.0, "frown": 0.8, "eyes_squint": 0.3},
+    "angry": {"brow_lower": 1.0, "lips_press": 0.8, "eyes_wide": 0.3},
+    "surprised": {"brow_raise": 1.0, "eyes_wide": 1.0, "jaw_drop": 0.8},
+    "fearful": {"brow_inner_up": 0.7, "brow_raise": 0.5, "eyes_wide": 0.9, "lip_stretch": 0.8},
+    "disgusted": {"nose_wrinkle": 1.0, "brow_lower": 0.5, "frown": 0.3},
+    "contempt": {"smirk_left": 1.0, "eyes_squint": 0.2},
+}
+
+
+def _flame_rows(table: dict) -> np.ndarray:
+    rows = np.zeros((len(table), 103), np.float32)
+    for i, (components, jaw) in enumerate(table.values()):
+        for name, w in components.items():
+            rows[i, EXPRESSIONS.index(name)] = w
+        rows[i, 100] = jaw
+    return rows
+
+
+def build_demo_blendshapes(rig: FlameRig) -> BlendshapeModel:
+    """Displacement bases from the FLAME poses above, with their FLAME mapping fitted back."""
+    forward = rig_forward(rig)
+    neutral = forward(torch.zeros(1, 100), torch.zeros(1, 3))[0]
+    fits, bases = [], []
+    for table in (SPEECH, EXPRESSION):
+        rows = torch.from_numpy(_flame_rows(table))
+        basis = (forward(rows[:, :100], rows[:, 100:]) - neutral).numpy()
+        bases.append(basis)
+        fits.append(fit_flame_mapping(basis, forward, neutral.numpy()))
+    profiles = np.array([[EMOTIONS[e].get(name, 0.0) for name in EXPRESSION] for e in EMOTIONS], np.float32)
+    return BlendshapeModel(
+        speech_names=tuple(SPEECH), expression_names=tuple(EXPRESSION), emotion_names=tuple(EMOTIONS),
+        speech_basis=bases[0], expression_basis=bases[1],
+        speech_to_flame=fits[0].coeffs, expression_to_flame=fits[1].coeffs,
+        emotion_profiles=profiles, template=neutral.numpy(),
+        speech_mapping_error=fits[0].error, expression_mapping_error=fits[1].error,
+        source="demo blendshapes",
+    )

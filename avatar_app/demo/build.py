@@ -1,0 +1,53 @@
+"""`avatar build-demo`: regenerate the embedded demo deterministically from our own code."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from assets import DEMO_DIR
+from avatar_app.demo.avatar import paint_avatar
+from avatar_app.demo.blendshapes import build_demo_blendshapes
+from avatar_app.demo.head import build_demo_head
+from common.atomic import atomic_write
+from common.errors import InputError
+from models.audio.sources import load_wav, resample, save_wav
+from models.rig.flame import FlameParams, FlameRig, load_flame, save_flame_params
+from renderer.ply import write_ply
+
+DEMO_SENTENCE = ("Hello! I am your demo head. Move the emotion sliders, "
+                 "and watch my face change while I speak.")
+SPEECH_RATE = 16000
+
+
+def synthesize_speech(text: str, path: Path) -> None:
+    """Speak `text` with espeak-ng into a 16 kHz mono WAV."""
+    if shutil.which("espeak-ng") is None:
+        raise InputError("espeak-ng is not installed: it speaks the demo sentence (apt-get install espeak-ng)")
+    with tempfile.TemporaryDirectory() as scratch:
+        raw = Path(scratch) / "raw.wav"
+        subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(raw), text], check=True)
+        save_wav(resample(load_wav(raw), SPEECH_RATE), path)
+
+
+def build_demo(out: Path = DEMO_DIR, speech: bool = True) -> list[Path]:
+    """Write the demo FLAME head, avatar, blendshapes and (optionally) speech clip into `out`."""
+    out = Path(out)
+    (out / "avatar").mkdir(parents=True, exist_ok=True)
+    head = build_demo_head()
+    flame_path = out / "flame_demo.npz"
+    atomic_write(flame_path, lambda f: np.savez_compressed(f, **head.arrays))
+    write_ply(paint_avatar(head), out / "avatar" / "point_cloud.ply")
+    v = head.arrays["v_template"].shape[0]
+    neutral = FlameParams.neutral(1, np.zeros(300, np.float32), np.zeros((1, v, 3), np.float32))
+    save_flame_params(neutral, out / "avatar" / "flame_param.npz")
+    build_demo_blendshapes(FlameRig(load_flame(flame_path))).save(out / "blendshapes.npz")
+    written = [flame_path, out / "avatar" / "point_cloud.ply", out / "avatar" / "flame_param.npz",
+               out / "blendshapes.npz"]
+    if speech:
+        synthesize_speech(DEMO_SENTENCE, out / "speech.wav")
+        written.append(out / "speech.wav")
+    return written

@@ -1,0 +1,1 @@
+"""Audio: streamed sources and WAV files, loudness, the built-in speech synthesizer."""

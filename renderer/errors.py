@@ -1,5 +1,0 @@
-"""The one exception type `renderer` raises for bad user input."""
-
-
-class InputError(ValueError):
-    """A user-supplied file or value is unusable; the message names it and the problem."""
