@@ -14,6 +14,7 @@ from assets import DEMO_AUDIO, DEMO_AVATAR, DEMO_DIR
 from common.errors import InputError
 from models.audio.loudness import LoudnessTarget
 from models.rig.emotion import parse_emotions
+from renderer.render import BACKEND_HELP, BACKENDS
 
 from .avatar import Avatar, AvatarSource, resolve_avatar_source
 from .clip import DEFAULT_FPS, ClipSource
@@ -24,6 +25,7 @@ from .outputs import check_output_file, check_output_folder, holds_only
 from .player import Player
 from .preset import load_preset
 from .stimuli.cli import add_stimulus_commands
+from .threads import usable_cores, use_threads
 from .video import check_video_output, check_video_size, is_video_path
 
 
@@ -94,6 +96,7 @@ def clip_source(args: argparse.Namespace, avatar: Avatar, demo: bool) -> ClipSou
 
 
 def cmd_render(args: argparse.Namespace) -> int:
+    use_threads(usable_cores())
     width, height = parse_size(args.size)
     video = is_video_path(args.output)
     if not video and Path(args.output).suffix:
@@ -163,7 +166,7 @@ def make_parser() -> argparse.ArgumentParser:
     r.add_argument("--pitch", type=float, default=0.0, help="degrees; positive looks from above")
     r.add_argument("--distance", type=float, help="camera distance in metres (default: auto-framed)")
     r.add_argument("--background", default="white", help="white, black, gray, #rrggbb or r,g,b")
-    r.add_argument("--backend", default="auto", choices=("auto", "cpu", "gsplat"))
+    r.add_argument("--backend", default="auto", choices=BACKENDS, help=BACKEND_HELP)
     r.add_argument("-o", "--output", required=True, help="out.mp4, or a folder for PNG frames")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     r.set_defaults(run=cmd_render)
@@ -171,7 +174,7 @@ def make_parser() -> argparse.ArgumentParser:
     a = sub.add_parser("app", help="the desktop app: live playback, emotion sliders, curves, recording")
     add_avatar_arguments(a, required=False)
     add_performance_arguments(a)
-    a.add_argument("--backend", default="auto", choices=("auto", "cpu", "gsplat"))
+    a.add_argument("--backend", default="auto", choices=BACKENDS, help=BACKEND_HELP)
     a.add_argument("--snapshot", metavar="PNG", help="render the first frame, save a grab of the window, exit")
     a.set_defaults(run=cmd_app)
 

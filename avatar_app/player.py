@@ -23,9 +23,9 @@ from models.drivers.signal import SignalSpeechDriver
 from models.rig.blendshapes import WeightSequence
 from models.rig.emotion import EmotionTrack, check_emotions
 from models.rig.flame import FlameParams
-from renderer.binding import bind
+from renderer.binding import bind, bind_covariances
 from renderer.camera import Camera, frame_head, orbit_camera
-from renderer.render import backend_device, render, resolve_backend
+from renderer.render import backend_device, render, render_cpu, resolve_backend
 
 from .avatar import Avatar
 from .clip import DEFAULT_FPS, Clip, ClipSource, still_clip, with_silence
@@ -236,44 +236,100 @@ class Player:
         return params
 
     @torch.no_grad()
-    def render_range(self, start: int, stop: int, batch: int = 8, cancel: threading.Event | None = None,
+    def render_range(self, start: int, stop: int, batch: int | None = None, cancel: threading.Event | None = None,
                      require_visible: bool = False) -> Iterator[np.ndarray]:
         """uint8 frames [H, W, 3] of frames start..stop-1, computed `batch` frames at a time
-        so a long clip streams in bounded memory. With `require_visible`, a range in which no
-        frame shows anything but the background ends in an InputError after its last frame
-        (a file being written from it is then not kept)."""
+        (None: 8 on the CPU, GPU_BATCH with gsplat) so a long clip streams in bounded memory.
+        With `require_visible`, a range in which no frame shows anything but the background ends
+        in an InputError after its last frame (a file being written from it is then not kept).
+
+        With gsplat, posing, rasterization and quantisation stay on the GPU, a batch is one
+        gsplat call, and its frames come back through pinned memory while the next batch
+        renders: the frames are views of that batch's host buffer. Cancellation is checked
+        before each batch and each frame, and an error in a batch comes after the frames
+        before it, as on the CPU."""
         camera = self.camera()
+        if self.backend == "gsplat":
+            from renderer.gsplat_backend import GPU_BATCH, Readback, device_view, rasterize_batch
+
+            g, batch = self.gaussians, batch or GPU_BATCH
+            viewmat, K, background = device_view(camera, torch.tensor(self.view.background), self.device)
+            plain = (background.clamp(0, 1) * 255 + 0.5).to(torch.uint8)
+            readback, seen, pending = Readback(self.device), not require_visible, None
+            for first in itertools.chain(range(start, stop, batch), [None]):  # None: the last batch's frames
+                ahead = failure = None
+                if first is not None:
+                    if cancel is not None and cancel.is_set():
+                        raise Cancelled()
+                    last = min(first + batch, stop)
+                    try:
+                        if self.rig is None:
+                            means, quats, scales = (t.expand(last - first, *t.shape) for t in (g.means, g.quats, g.scales))
+                        else:
+                            means, quats, scales = self._posed(first, last)
+                        images = rasterize_batch(means, quats, scales, g.opacities, g.sh, viewmat, K,
+                                                 camera.width, camera.height, background)[0]
+                        images = (images.clamp(0, 1) * 255 + 0.5).to(torch.uint8)
+                        ahead = readback.start(images, (images != plain).flatten(1).any(1))
+                    except Exception as err:  # noqa: BLE001 - raised after the frames before it
+                        failure = err
+                if pending is not None:
+                    frames, shown = pending()
+                    seen = seen or bool(shown.any())
+                    for frame in frames:
+                        if cancel is not None and cancel.is_set():
+                            raise Cancelled()
+                        yield frame
+                if failure is not None:
+                    raise failure
+                pending = ahead
+            if not seen and stop > start:
+                raise InputError(f"{self.avatar.source}: nothing of the avatar is visible in any frame from this "
+                                 "view (every Gaussian is transparent, too small or outside the image); nothing "
+                                 "was written")
+            return
+        batch = 8 if batch is None else batch
         background = torch.tensor(self.view.background, dtype=torch.float32, device=self.device)
         plain = (background.clamp(0, 1) * 255 + 0.5).to(torch.uint8)
         seen = not require_visible
         for first in range(start, stop, batch):
             last = min(first + batch, stop)
             if self.rig is not None:
-                means, quats, scales = self._posed(first, last)
+                posed = self._posed(first, last)
             for k in range(last - first):
                 if cancel is not None and cancel.is_set():
                     raise Cancelled()
-                g = self.gaussians if self.rig is None else self.gaussians.with_world(means[k], quats[k], scales[k])
-                image = (render(g, camera, background, self.backend).clamp(0, 1) * 255 + 0.5).to(torch.uint8)
+                if self.rig is None:
+                    image = render(self.gaussians, camera, background, self.backend)
+                else:  # posed as world means and covariances (see _posed)
+                    image = render_cpu(self.gaussians, camera, background, posed=(posed[0][k], posed[1][k]),
+                                       backend=self.backend)[0]
+                image = (image.clamp(0, 1) * 255 + 0.5).to(torch.uint8)
                 seen = seen or bool((image != plain).any())
                 yield image.cpu().numpy()
         if not seen and stop > start:
             raise InputError(f"{self.avatar.source}: nothing of the avatar is visible in any frame from this view "
                              "(every Gaussian is transparent, too small or outside the image); nothing was written")
 
-    def _posed(self, first: int, last: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """World Gaussians of frames first..last-1. The last result is kept (and shared with
-        snapshots) so that moving the camera over a paused frame skips FLAME and binding.
-        Values that overflow on the way (absurd FLAME parameters or avatar values) stop here,
-        naming the avatar and the frame, rather than render as nothing."""
+    def _posed(self, first: int, last: int) -> tuple[torch.Tensor, ...]:
+        """World Gaussians of frames first..last-1: means, quats, scales with gsplat; on the CPU
+        means and packed covariances, what its projection takes (`bind_covariances`: no
+        quaternions built only to be turned back into matrices). The last result is kept (and
+        shared with snapshots) so that moving the camera over a paused frame skips FLAME and
+        binding. Values that overflow on the way (absurd FLAME parameters or avatar values) stop
+        here, naming the avatar and the frame, rather than render as nothing."""
         cached = self._pose_cache.get("last")  # one read: other threads may replace it
         if cached is not None:
             (clip, *settings), value = cached
             if clip is self.clip and settings == [first, last, self.performance]:
                 return value
         vertices = self.rig(self.flame_params(first, last))
-        value = bind(self.gaussians, vertices, self.rig.faces)
-        finite = torch.stack([torch.isfinite(v).flatten(1).all(1) for v in value]).all(0)
+        if self.backend != "gsplat":
+            means, covariances, finite = bind_covariances(self.gaussians, vertices, self.rig.faces)
+            value = (means, covariances)
+        else:
+            value = bind(self.gaussians, vertices, self.rig.faces)
+            finite = torch.stack([torch.isfinite(v).flatten(1).all(1) for v in value]).all(0)
         if not bool(finite.all()):
             frame = first + int(torch.nonzero(~finite)[0])
             raise InputError(f"{self.avatar.source}: frame {frame} of {self.clip.origin or 'the clip'} poses Gaussians "

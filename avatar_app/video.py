@@ -1,10 +1,16 @@
-"""Writing a clip: MP4 (H.264 yuv420p + AAC, +faststart, CFR) or a folder of PNGs, atomically."""
+"""Writing a clip: MP4 (H.264 yuv420p + AAC, +faststart, CFR) or a folder of PNGs, atomically.
+
+Frames are encoded on a writer thread while the caller's thread renders the next ones
+(`write_behind`): a bounded queue between them, and an exception or a cancellation on either
+side stops both."""
 from __future__ import annotations
 
 import contextlib
 import itertools
+import queue
 import tempfile
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -48,12 +54,107 @@ def _staged(target: Path) -> contextlib.AbstractContextManager[Path]:
     return staged_file(target, suffix=".partial" + target.suffix, parents=True)
 
 
+WRITE_AHEAD_BYTES = 64 << 20  # frames waiting between the renderer and the writer thread, at most…
+WRITE_AHEAD_FRAMES = (2, 64)  # …and between this many frames
+_END = object()  # after the last frame
+
+
+class _Stopped(BaseException):
+    """Thrown into the encoder when writing stops early: ffmpeg is killed rather than left to
+    finish a file that is thrown away."""
+
+
+def write_behind(frames: Iterable[np.ndarray], write: Callable[[np.ndarray], None], *, threaded: bool = True,
+                 budget: int = WRITE_AHEAD_BYTES) -> int:
+    """Call `write(frame)` on every frame in order on a writer thread, while this thread makes
+    the next frames; at most `budget` bytes of frames (WRITE_AHEAD_FRAMES) wait between the two.
+    An exception on either side (a failed write there; an error, `Cancelled` or a
+    KeyboardInterrupt here) stops both: when it is raised here the writer thread has ended and
+    `frames` has been closed. Returns the number of frames written. `threaded=False` makes the
+    same calls in the same order on this thread."""
+    frames = iter(frames)
+    if not threaded:
+        count = 0
+        try:
+            for frame in frames:
+                write(frame)
+                count += 1
+        except BaseException:
+            _close(frames)
+            raise
+        return count
+    first = next(frames, _END)
+    if first is _END:
+        return 0
+    waiting: queue.Queue = queue.Queue(int(np.clip(budget // max(np.asarray(first).nbytes, 1), *WRITE_AHEAD_FRAMES)))
+    stop = threading.Event()  # set by the side that fails
+    failures: list[BaseException] = []
+    count = 0
+
+    def run() -> None:
+        nonlocal count
+        try:
+            while (frame := waiting.get()) is not _END and not stop.is_set():
+                write(frame)
+                count += 1
+        except BaseException as err:  # noqa: BLE001 - raised on the caller's thread
+            failures.append(err)
+            stop.set()
+
+    thread = threading.Thread(target=run, name="frame-writer", daemon=True)
+    thread.start()
+    try:
+        for item in itertools.chain([first], frames, [_END]):
+            while True:
+                if stop.is_set():
+                    raise failures[0]
+                try:
+                    waiting.put(item, timeout=0.05)
+                    break
+                except queue.Full:
+                    pass
+    except BaseException:
+        stop.set()
+        with contextlib.suppress(queue.Full):
+            waiting.put_nowait(_END)  # wakes a writer waiting for a frame
+        _close(frames)
+        raise
+    finally:
+        _join(thread)
+    if failures:  # the writer failed on a frame after the last one was handed over
+        raise failures[0]
+    return count
+
+
+def _close(frames: Iterator[np.ndarray]) -> None:
+    """Stop a frame generator (its `finally` blocks run) when its frames are no longer wanted."""
+    close = getattr(frames, "close", None)
+    if close is not None:
+        with contextlib.suppress(Exception):
+            close()
+
+
+def _join(thread: threading.Thread) -> None:
+    """Wait for the writer thread, which ends after the frame in hand; a Ctrl-C or SIGTERM on
+    the way is raised once it has ended (the encoder is never used by two threads)."""
+    interrupt = None
+    while thread.is_alive():
+        try:
+            thread.join()
+        except KeyboardInterrupt as err:
+            interrupt = interrupt or err
+    if interrupt is not None:
+        raise interrupt
+
+
 def write_mp4(frames: Iterable[np.ndarray], path: str | Path, size: tuple[int, int], fps: float,
-              num_frames: int, audio: AudioSource | None = None) -> None:
-    """Encode `num_frames` RGB frames with a soundtrack of exactly num_frames/fps seconds
-    (silence when there is no audio), so every clip has one video and one audio stream. The
-    soundtrack goes to the encoder through a temporary WAV written a chunk at a time, so
-    memory does not grow with the clip."""
+              num_frames: int, audio: AudioSource | None = None, *, threaded: bool = True) -> None:
+    """Encode `num_frames` RGB frames (uint8 [height, width, 3]) with a soundtrack of exactly
+    num_frames/fps seconds (silence when there is no audio), so every clip has one video and one
+    audio stream. The soundtrack goes to the encoder through a temporary WAV written a chunk at a
+    time, so memory does not grow with the clip. Frames are sent to ffmpeg on a writer thread
+    (`write_behind`; `threaded=False`: on this thread, the same file); if anything fails or is
+    cancelled, ffmpeg is stopped and nothing is left behind."""
     width, height = size
     check_video_size(width, height)
     target = Path(path)
@@ -70,13 +171,25 @@ def write_mp4(frames: Iterable[np.ndarray], path: str | Path, size: tuple[int, i
                            f"comment=made by {MP4_TAG.decode()}", "-f", "mp4"],
         )
         writer.send(None)
-        written = 0
+        sent = 0
+
+        def send(frame: np.ndarray) -> None:
+            nonlocal sent
+            frame = np.ascontiguousarray(frame)
+            if frame.shape != (height, width, 3) or frame.dtype != np.uint8:
+                raise ValueError(f"{target}: frame {sent} is {frame.dtype} {'x'.join(map(str, frame.shape))}, "
+                                 f"expected uint8 {height}x{width}x3")
+            writer.send(frame)
+            sent += 1
+
         try:
-            for frame in itertools.chain([] if first is None else [first], frames):
-                writer.send(np.ascontiguousarray(frame))
-                written += 1
-        finally:
-            writer.close()
+            written = write_behind(itertools.chain([] if first is None else [first], frames), send, threaded=threaded)
+        except BaseException:
+            _close(frames)
+            with contextlib.suppress(_Stopped):
+                writer.throw(_Stopped())
+            raise
+        writer.close()
         if written != num_frames:
             raise RuntimeError(f"{target}: wrote {written} frames, expected {num_frames}")
 
@@ -96,12 +209,13 @@ def write_png(image: np.ndarray, path: str | Path) -> None:
         iio.imwrite(tmp, image, extension=".png")
 
 
-def write_png_folder(frames: Iterable[np.ndarray], folder: str | Path, audio: AudioSource | None = None) -> int:
-    """frame_00000.png … in a folder that appears complete or not at all (with audio.wav)."""
-    count = 0
+def write_png_folder(frames: Iterable[np.ndarray], folder: str | Path, audio: AudioSource | None = None, *,
+                     threaded: bool = True) -> int:
+    """frame_00000.png … in a folder that appears complete or not at all (with audio.wav); the
+    PNGs are encoded on a writer thread (`write_behind`)."""
     with staged_folder(Path(folder), "PNG frames") as tmp:
-        for count, frame in enumerate(frames, 1):
-            iio.imwrite(tmp / f"frame_{count - 1:05d}.png", frame)
+        names = (tmp / f"frame_{index:05d}.png" for index in itertools.count())
+        count = write_behind(frames, lambda frame: iio.imwrite(next(names), frame), threaded=threaded)
         if audio is not None:
             save_wav(audio, tmp / "audio.wav")
     return count

@@ -10,14 +10,18 @@ from .camera import Camera
 from .cpu_backend import rasterize
 from .gaussians import GaussianSet
 from .gsplat_backend import render_gsplat
-from .projection import project
-from .sh import sh_colors
+from .projection import packed_covariances, project_shade
+from .torch_backend import rasterize as torch_rasterize
 
-BACKENDS = ("auto", "cpu", "gsplat")
+# cpu: the fused numba rasterizer (cpu_backend); torch: its PyTorch twin (torch_backend)
+BACKENDS = ("auto", "cpu", "torch", "gsplat")
+BACKEND_HELP = ("auto: gsplat with a CUDA GPU, else cpu; cpu: the fused CPU rasterizer; torch: its slower "
+                "PyTorch twin (same image); gsplat: CUDA")
 
 
 def resolve_backend(name: str) -> str:
-    """'auto' → gsplat when CUDA is available, else cpu; gsplat without CUDA is an error."""
+    """'auto' → gsplat when CUDA is available, else cpu; gsplat without CUDA is an error.
+    cpu and torch run on the CPU (the same image; torch is the slower, readable twin)."""
     if name not in BACKENDS:
         raise InputError(f"unknown backend '{name}' (choose from {', '.join(BACKENDS)})")
     if name == "auto":
@@ -31,12 +35,24 @@ def backend_device(backend: str) -> torch.device:
     return torch.device("cuda" if backend == "gsplat" else "cpu")
 
 
-def render_cpu(g: GaussianSet, camera: Camera, background: Tensor) -> tuple[Tensor, Tensor]:
-    """(image [H,W,3], alpha [H,W]) with our rasterizer, on whatever device the tensors live."""
-    proj = project(g.means, g.quats, g.scales, camera.viewmat, camera.K,
-                   camera.width, camera.height, opacities=g.opacities)
-    colors = sh_colors(g.sh, g.means, camera.center)
-    return rasterize(proj, colors, g.opacities, camera.width, camera.height, background)
+def render_cpu(g: GaussianSet, camera: Camera, background: Tensor,
+               posed: tuple[Tensor, Tensor] | None = None, backend: str = "cpu") -> tuple[Tensor, Tensor]:
+    """(image [H,W,3], alpha [H,W]) with our rasterizer. `g` holds world Gaussians; or, with
+    `posed` = (world means [N,3], packed world covariances [N,6]) of one mesh from
+    `binding.bind_covariances`, `g` is the bound set they come from (its opacities and SH).
+    Projection and SH colours are one numba pass per Gaussian (`projection.project_shade`);
+    `backend` 'torch' blends with the PyTorch twin (`torch_backend.rasterize`) instead."""
+    means, covariances = posed if posed is not None else (g.means, packed_covariances(g.quats, g.scales))
+    try:
+        proj, colors = project_shade(means, covariances, g.opacities, g.sh, camera)
+        blend = torch_rasterize if backend == "torch" else rasterize
+        return blend(proj, colors, g.opacities, camera.width, camera.height, background)
+    except SystemError as err:
+        # Ctrl-C or SIGTERM arriving while numba's dispatcher runs surfaces as "returned a
+        # result with an exception set"; hand the interrupt on as itself.
+        if isinstance(err.__cause__, KeyboardInterrupt):
+            raise err.__cause__ from None
+        raise
 
 
 @torch.no_grad()
@@ -44,5 +60,6 @@ def render(g: GaussianSet, camera: Camera, background: Tensor, backend: str = "c
     """Image [H,W,3] float (not clamped to 1) of world-space Gaussians, by a resolved backend name."""
     if g.is_bound:
         raise ValueError("render() takes world-space Gaussians; bind() them to a mesh first")
-    draw = render_gsplat if backend == "gsplat" else render_cpu
-    return draw(g, camera, background)[0]
+    if backend == "gsplat":
+        return render_gsplat(g, camera, background)[0]
+    return render_cpu(g, camera, background, backend=backend)[0]

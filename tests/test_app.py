@@ -106,11 +106,21 @@ def test_emotion_slider_changes_the_upper_face_and_matches_the_player(qtbot, win
 
 
 def test_interaction_renders_a_preview_then_full_size(qtbot, window):
+    """On a machine where a full-size frame takes longer than the playback budget."""
+    window._full_seconds = 1.0
     window.viewport.orbited.emit(30.0, 0.0)
     assert window.wants_preview()
     qtbot.waitUntil(lambda: window.viewport.shown.shape[1] <= 256, timeout=10000)
     full = shown_after(qtbot, window, lambda: None)
     assert full.shape[1] > 256 and window.session.player.view.yaw == pytest.approx(-9.0)
+
+
+def test_a_fast_machine_interacts_and_plays_at_full_size(qtbot, window):
+    window._full_seconds = 0.01
+    window.viewport.orbited.emit(30.0, 0.0)
+    assert not window.wants_preview()
+    window._full_seconds = 0.2
+    assert window.wants_preview()
 
 
 def test_play_advances_frames_and_pause_holds(qtbot, window):

@@ -133,17 +133,19 @@ def psnr(a, b):
     return 10 * math.log10(1.0 / max(np.mean((np.asarray(a, np.float64) - b) ** 2), 1e-20))
 
 
+@pytest.mark.parametrize("backend", ["cpu", "torch"])
 @pytest.mark.parametrize("seed,n", [(2, 40), (3, 120), (4, 400)])
-def test_rasterization_matches_brute_force(seed, n):
+def test_rasterization_matches_brute_force(seed, n, backend):
     g, cam = random_scene(n, seed)
     g.opacities[: n // 4] = 0.995                     # some nearly opaque: exercises the stop rule
     bg = torch.tensor([0.2, 0.4, 0.9])
-    ours = render(g, cam, bg)
+    ours = render(g, cam, bg, backend)
     assert ours.shape == (45, 70, 3)
     assert psnr(ours.numpy(), brute_force(g, cam, bg)) >= 50
 
 
-def test_single_gaussian_analytic_image():
+@pytest.mark.parametrize("backend", ["cpu", "torch"])
+def test_single_gaussian_analytic_image(backend):
     s, d, o = 0.05, 2.0, 0.8
     g = GaussianSet(torch.zeros(1, 3), torch.tensor([[1.0, 0, 0, 0]]), torch.full((1, 3), s),
                     torch.tensor([o]), torch.full((1, 1, 3), (0.9 - 0.5) / 0.28209479177387814))
@@ -154,18 +156,19 @@ def test_single_gaussian_analytic_image():
     alpha = np.minimum(0.999, o * np.exp(-((xs - 32) ** 2 + (ys - 32) ** 2) / (2 * var)))
     alpha = np.where(alpha >= 1 / 255, alpha, 0)
     expected = 0.9 * alpha + 0.1 * (1 - alpha)
-    image = render(g, cam, torch.full((3,), 0.1))
+    image = render(g, cam, torch.full((3,), 0.1), backend)
     np.testing.assert_allclose(image[..., 0].numpy(), expected, atol=2e-5)
 
 
-def test_empty_and_behind_camera_give_background():
+@pytest.mark.parametrize("backend", ["cpu", "torch"])
+def test_empty_and_behind_camera_give_background(backend):
     bg = torch.tensor([0.3, 0.6, 0.1])
     cam = orbit_camera(torch.zeros(3), 0, 0, 1.0, 40, 30)
     empty = GaussianSet(torch.zeros(0, 3), torch.zeros(0, 4), torch.zeros(0, 3), torch.zeros(0), torch.zeros(0, 1, 3))
-    assert torch.equal(render(empty, cam, bg), bg.expand(30, 40, 3))
+    assert torch.equal(render(empty, cam, bg, backend), bg.expand(30, 40, 3))
     behind = GaussianSet(torch.tensor([[0.0, 0, 2.0]]), torch.tensor([[1.0, 0, 0, 0]]), torch.full((1, 3), 0.1),
                          torch.ones(1), torch.ones(1, 1, 3))
-    assert torch.equal(render(behind, cam, bg), bg.expand(30, 40, 3))
+    assert torch.equal(render(behind, cam, bg, backend), bg.expand(30, 40, 3))
 
 
 def test_frontal_camera_orientation():
@@ -207,7 +210,8 @@ def test_sh_colors_view_dependence_and_clamp():
     assert sh_colors(sh, means, torch.tensor([0.0, 0, 1], dtype=torch.float64)).min() == 0
 
 
-def test_opaque_stack_follows_cap_and_stop_rule():
+@pytest.mark.parametrize("backend", ["cpu", "torch"])
+def test_opaque_stack_follows_cap_and_stop_rule(backend):
     """Layers of near-opaque Gaussians: the 0.999 alpha cap and gsplat's exclusive stop at
     T ≤ 1e-4 decide the colour, so a wrong rule moves pixels by 1e-3 or more."""
     n = 8
@@ -219,5 +223,5 @@ def test_opaque_stack_follows_cap_and_stop_rule():
     )
     cam = orbit_camera(torch.zeros(3), 0, 0, 2.0, 48, 32)
     bg = torch.tensor([0.0, 1.0, 0.5])
-    error = np.abs(render(g, cam, bg).numpy() - brute_force(g, cam, bg)).max()
+    error = np.abs(render(g, cam, bg, backend).numpy() - brute_force(g, cam, bg)).max()
     assert error < 1e-4

@@ -38,7 +38,8 @@ from .session import Session
 from .transport import TransportBar
 from .viewport import Viewport
 
-PREVIEW_SIDE = 256        # CPU: long side of the image while the user interacts or plays
+PREVIEW_SIDE = 256        # CPU: long side of the image while the user interacts or plays ...
+PLAY_BUDGET_S = 1 / 24    # ... if a full-size frame takes longer than this to render
 FULL_SIDE = {"cpu": 1024, "gsplat": 2048}
 SETTLE_MS = 250           # after the last interaction, render full size
 TICK_MS = 8               # playback clock polling while playing
@@ -63,6 +64,7 @@ class MainWindow(QMainWindow):
         self._change_mark: tuple[int, float] | None = None
         self._shown_times: list[float] = []
         self._interact_until = 0.0
+        self._full_seconds = 0.0  # how long the last full-size frame took to render
 
         self.viewport = Viewport(self)
         self.transport = TransportBar(self)
@@ -333,9 +335,11 @@ class MainWindow(QMainWindow):
             self.request_render()
 
     def wants_preview(self) -> bool:
-        """On CPU, a smaller image while playing or interacting keeps things fluid."""
+        """On CPU, a smaller image while playing or interacting keeps things fluid when the last
+        full-size frame took longer than PLAY_BUDGET_S; a fast machine plays at full size."""
         busy = self.clock.playing or time.monotonic() < self._interact_until
-        return self.session.player.backend == "cpu" and busy
+        slow = self._full_seconds > PLAY_BUDGET_S
+        return busy and slow and self.session.player.device.type == "cpu"
 
     def request_render(self) -> None:
         preview = self.wants_preview()
@@ -355,6 +359,8 @@ class MainWindow(QMainWindow):
         if request.serial < self._shown_serial:
             return  # an older request finished after a newer one
         self._shown_serial = request.serial
+        if not request.preview:
+            self._full_seconds = result.seconds
         self.viewport.show_frame(result.image, request.player.view.background)
         now = time.perf_counter()
         if self._change_mark is not None and request.serial >= self._change_mark[0]:

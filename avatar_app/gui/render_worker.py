@@ -13,6 +13,7 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal
 
 from ..player import Player
+from ..threads import usable_cores, use_threads
 
 
 @dataclass
@@ -58,6 +59,7 @@ class RenderWorker(QObject):
         self._thread.join(timeout=10)
 
     def _loop(self) -> None:
+        use_threads(usable_cores())  # numba's count holds per thread: this one renders
         while True:
             with self._wake:
                 while self._pending is None and not self._stopping:

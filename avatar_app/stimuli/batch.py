@@ -19,7 +19,6 @@ import io
 import json
 import math
 import multiprocessing
-import os
 import platform
 import signal
 import sys
@@ -46,6 +45,7 @@ from renderer.render import resolve_backend
 from ..avatar import find_point_cloud
 from ..interrupts import EXIT_TERMINATED, Terminated
 from ..outputs import check_output_folder
+from ..threads import usable_cores, use_threads
 from .design import COLUMNS
 from .render import Outputs, Players, make_stimulus
 from .resolve import Stimulus
@@ -179,7 +179,7 @@ _busy = False  # a worker process is making a stimulus
 def _start_worker(backend: str, threads: int) -> None:
     global _players
     if threads:
-        torch.set_num_threads(threads)
+        use_threads(threads)
     _players = Players(backend)
 
 
@@ -299,7 +299,7 @@ def _make_all(pending: list[Plan], folder: Path, outputs: Outputs, backend: str,
 def _in_processes(pending: list[Plan], folder: Path, outputs: Outputs, backend: str, workers: int,
                   finish: Callable[[Plan, dict[str, Any]], None]) -> None:
     """Several local processes (spawned: a forked torch can hang), the cores shared out."""
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = max(1, usable_cores() // workers)
     pool = concurrent.futures.ProcessPoolExecutor(workers, multiprocessing.get_context("spawn"),
                                                   initializer=_start_process, initargs=(backend, threads))
     try:

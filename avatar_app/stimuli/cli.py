@@ -11,6 +11,7 @@ from pathlib import Path
 from common.atomic import atomic_write
 from common.errors import InputError
 from models.audio.loudness import LoudnessTarget
+from renderer.render import BACKEND_HELP, BACKENDS
 
 from ..outputs import holds_only, staged_folder
 from .batch import check_study_folder, run_batch, sha256_file, software
@@ -117,7 +118,7 @@ def add_stimulus_commands(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--png", action="store_true", help="also write a PNG of each clip's apex frame")
     s.add_argument("--weights-csv", action="store_true", help="also write each clip's weights as CSV")
     s.add_argument("--workers", type=int, default=1, help="local processes rendering in parallel")
-    s.add_argument("--backend", default="auto", choices=("auto", "cpu", "gsplat"))
+    s.add_argument("--backend", default="auto", choices=BACKENDS, help=BACKEND_HELP)
     s.add_argument("--check", action="store_true", help="check the design and stop")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     s.set_defaults(run=cmd_stimuli)
