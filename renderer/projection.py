@@ -9,8 +9,8 @@ path takes world covariances instead (`packed_covariances`, or `binding.bind_cov
 an avatar, which never builds quaternions) and `project_shade` projects them and evaluates the
 SH colours in one numba pass per Gaussian: the same formulas in float32, the products merely
 grouped differently (the camera rotation is folded into the EWA Jacobian, divisions by z are
-one reciprocal), so values agree to float32 rounding and a radius can differ only where
-ceil's argument lies within rounding of an integer.
+one reciprocal), so values agree to float32 rounding (tests/test_cpu_path.py) and a radius can
+differ only where ceil's argument lies within rounding of an integer.
 """
 from __future__ import annotations
 
@@ -122,7 +122,7 @@ def project_covariances(means: Tensor, covariances: Tensor, viewmat: Tensor, K: 
 
 
 # ---------------------------------------------------------------------------------------------
-# The CPU path: numba kernels, float32, one pass per Gaussian.
+# The CPU path: numba kernels over blocks of Gaussians, float32 values (layout below).
 
 @contextmanager
 def kernel_threads() -> Iterator[None]:
