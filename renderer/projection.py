@@ -310,6 +310,13 @@ def _direction(means, i, ox, oy, oz):  # pragma: no cover - compiled
     return dx / norm, dy / norm, dz / norm
 
 
+@njit(inline="always")
+def _store_colour(colors, i, r, g, b):  # pragma: no cover - compiled
+    """SH colour + 0.5, clamped at 0 (gsplat), into the packed RGB row of Gaussian i."""
+    colors[3 * i], colors[3 * i + 1], colors[3 * i + 2] = max(r + _HALF, _ZERO), max(g + _HALF, _ZERO), \
+        max(b + _HALF, _ZERO)
+
+
 @njit(nogil=True, cache=True, error_model="numpy")
 def _term(sh, at, sc, weight, r, g, b):  # pragma: no cover - compiled
     """(r, g, b) + weight · the coefficient at `at` (channels `sc` apart)."""
@@ -353,23 +360,20 @@ def _shade_block(means, sh, sn, sk, sc, degree, ox, oy, oz, colors):  # pragma: 
     if degree == 0:
         for i in range(n):
             r, g, b = _term(sh, i * sn, sc, _SH0, _ZERO, _ZERO, _ZERO)
-            colors[3 * i], colors[3 * i + 1], colors[3 * i + 2] = max(r + _HALF, _ZERO), max(g + _HALF, _ZERO), \
-                max(b + _HALF, _ZERO)
+            _store_colour(colors, i, r, g, b)
     elif degree == 1:
         for i in range(n):
             x, y, z = _direction(means, i, ox, oy, oz)
             r, g, b = _term(sh, i * sn, sc, _SH0, _ZERO, _ZERO, _ZERO)
             r, g, b = _band1(sh, i * sn, sk, sc, x, y, z, r, g, b)
-            colors[3 * i], colors[3 * i + 1], colors[3 * i + 2] = max(r + _HALF, _ZERO), max(g + _HALF, _ZERO), \
-                max(b + _HALF, _ZERO)
+            _store_colour(colors, i, r, g, b)
     elif degree == 2:
         for i in range(n):
             x, y, z = _direction(means, i, ox, oy, oz)
             r, g, b = _term(sh, i * sn, sc, _SH0, _ZERO, _ZERO, _ZERO)
             r, g, b = _band1(sh, i * sn, sk, sc, x, y, z, r, g, b)
             r, g, b = _band2(sh, i * sn, sk, sc, x, y, z, r, g, b)
-            colors[3 * i], colors[3 * i + 1], colors[3 * i + 2] = max(r + _HALF, _ZERO), max(g + _HALF, _ZERO), \
-                max(b + _HALF, _ZERO)
+            _store_colour(colors, i, r, g, b)
     else:
         for i in range(n):
             x, y, z = _direction(means, i, ox, oy, oz)
@@ -377,8 +381,7 @@ def _shade_block(means, sh, sn, sk, sc, degree, ox, oy, oz, colors):  # pragma: 
             r, g, b = _band1(sh, i * sn, sk, sc, x, y, z, r, g, b)
             r, g, b = _band2(sh, i * sn, sk, sc, x, y, z, r, g, b)
             r, g, b = _band3(sh, i * sn, sk, sc, x, y, z, r, g, b)
-            colors[3 * i], colors[3 * i + 1], colors[3 * i + 2] = max(r + _HALF, _ZERO), max(g + _HALF, _ZERO), \
-                max(b + _HALF, _ZERO)
+            _store_colour(colors, i, r, g, b)
 
 
 @njit(parallel=True, nogil=True, cache=True, error_model="numpy")
