@@ -11,7 +11,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from assets import DEMO_AUDIO, DEMO_AVATAR, DEMO_DIR
-from common.errors import InputError
+from common.errors import InputError, interrupt_behind
 from models.audio.loudness import LoudnessTarget
 from models.rig.emotion import parse_emotions
 from renderer.render import BACKEND_HELP, BACKENDS
@@ -200,7 +200,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as err:
         print(f"avatar: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM
+    except (KeyboardInterrupt, SystemError) as err:  # Ctrl-C or SIGTERM (see interrupt_behind)
+        stop = interrupt_behind(err)
+        if stop is None:
+            raise
         print("avatar: cancelled (no partial output was left)", file=sys.stderr)
         return exit_code(stop)
 

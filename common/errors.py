@@ -13,3 +13,12 @@ def error_detail(err: BaseException, limit: int = 160) -> str:
     if len(text) > limit:
         text = text[: limit - 1] + "…"
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+def interrupt_behind(err: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C (or SIGTERM, raised as one) at the root of `err`, if any: an interrupt that
+    lands while compiled code (numba's dispatcher) runs a Python callback surfaces as a chain
+    of SystemErrors, "… returned a result with an exception set", caused by it."""
+    while isinstance(err, SystemError) and err.__cause__ is not None:
+        err = err.__cause__
+    return err if isinstance(err, KeyboardInterrupt) else None

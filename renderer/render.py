@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from common.errors import InputError
+from common.errors import InputError, interrupt_behind
 
 from .camera import Camera
 from .cpu_backend import rasterize
@@ -47,12 +47,11 @@ def render_cpu(g: GaussianSet, camera: Camera, background: Tensor,
         proj, colors = project_shade(means, covariances, g.opacities, g.sh, camera)
         blend = torch_rasterize if backend == "torch" else rasterize
         return blend(proj, colors, g.opacities, camera.width, camera.height, background)
-    except SystemError as err:
-        # Ctrl-C or SIGTERM arriving while numba's dispatcher runs surfaces as "returned a
-        # result with an exception set"; hand the interrupt on as itself.
-        if isinstance(err.__cause__, KeyboardInterrupt):
-            raise err.__cause__ from None
-        raise
+    except SystemError as err:  # an interrupt inside numba's dispatcher: hand it on as itself
+        stop = interrupt_behind(err)
+        if stop is None:
+            raise
+        raise stop from None
 
 
 @torch.no_grad()
