@@ -283,10 +283,7 @@ class Player:
                 if failure is not None:
                     raise failure
                 pending = ahead
-            if not seen and stop > start:
-                raise InputError(f"{self.avatar.source}: nothing of the avatar is visible in any frame from this "
-                                 "view (every Gaussian is transparent, too small or outside the image); nothing "
-                                 "was written")
+            self._refuse_blank(seen, start, stop)
             return
         batch = 8 if batch is None else batch
         background = torch.tensor(self.view.background, dtype=torch.float32, device=self.device)
@@ -307,6 +304,10 @@ class Player:
                 image = (image.clamp(0, 1) * 255 + 0.5).to(torch.uint8)
                 seen = seen or bool((image != plain).any())
                 yield image.cpu().numpy()
+        self._refuse_blank(seen, start, stop)
+
+    def _refuse_blank(self, seen: bool, start: int, stop: int) -> None:
+        """`require_visible`'s end: a non-empty range that showed nothing is an error."""
         if not seen and stop > start:
             raise InputError(f"{self.avatar.source}: nothing of the avatar is visible in any frame from this view "
                              "(every Gaussian is transparent, too small or outside the image); nothing was written")
