@@ -1,6 +1,7 @@
 """A loaded avatar: Gaussians, the FLAME rig they ride, its parameters and blendshapes."""
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -10,6 +11,8 @@ from models.drivers.contract import SpeechDriver
 from models.drivers.generator import LearnedDriver
 from models.rig.blendshapes import BlendshapeModel
 from models.rig.flame import FlameParams, FlameRig, load_flame, load_flame_params
+from models.rig.flame_arrays import FlameArrays
+from models.rig.mapping import flame_fingerprint
 from renderer.binding import check_binding
 from renderer.gaussians import GaussianSet
 from renderer.ply import read_ply
@@ -44,6 +47,18 @@ def find_point_cloud(folder: Path) -> Path:
     raise InputError(f"{folder}: no point_cloud.ply (nor point_cloud/iteration_*/point_cloud.ply) in it")
 
 
+def check_fitted_to(model: BlendshapeModel, arrays: FlameArrays, model_path: Path, flame_path: Path) -> None:
+    """A blendshape model that records the FLAME its mapping was fitted to drives only that FLAME
+    (files without the record are trusted); otherwise say how to refit it."""
+    if not model.flame_fingerprint or model.flame_fingerprint == flame_fingerprint(arrays):
+        return
+    output = model_path.with_name(f"{model_path.stem}_{flame_path.stem}.npz")
+    command = shlex.join(["avatar", "fit-mapping", "--blendshapes", str(model_path), "--flame", str(flame_path),
+                          "-o", str(output)])
+    raise InputError(f"{model_path}: its FLAME mapping was fitted to {model.flame_name or 'another FLAME model'}, not "
+                     f"to {flame_path}; refit it with `{command}` and use --blendshapes {shlex.quote(str(output))}")
+
+
 def load_avatar(folder: str | Path, flame: str | Path | None = None,
                 blendshapes: str | Path | None = None) -> Avatar:
     """Load a GaussianAvatars avatar folder (or a plain 3DGS PLY) with its FLAME model."""
@@ -65,6 +80,8 @@ def load_avatar(folder: str | Path, flame: str | Path | None = None,
     if bs is not None and bs.template.shape[0] != arrays.num_vertices - (120 if arrays.has_teeth else 0):
         raise InputError(f"{blendshapes}: blendshapes have {bs.template.shape[0]} vertices, "
                          f"the FLAME model {flame} has {arrays.num_vertices}")
+    if bs is not None:
+        check_fitted_to(bs, arrays, Path(blendshapes), Path(flame))
     rig = FlameRig(arrays, params.shape, params.static_offset)
     return Avatar(gaussians, rig, params, bs, str(ply))
 

@@ -14,10 +14,15 @@ from assets import DEMO_AUDIO, DEMO_AVATAR, DEMO_DIR
 from common.errors import InputError, interrupt_behind
 from models.audio.loudness import LoudnessTarget
 from models.rig.emotion import parse_emotions
+from models.rig.expression_space import EXPRESSION_SPACES
+from renderer.camera import Camera
+from renderer.camera_files import load_camera
 from renderer.render import BACKEND_HELP, BACKENDS
 
 from .avatar import Avatar, AvatarSource, resolve_avatar_source
 from .clip import DEFAULT_FPS, ClipSource
+from .compare import add_compare_command
+from .dataset import FLAME_SOURCES, cmd_render_dataset
 from .interrupts import exit_code, sigterm_interrupts
 from .learn_cli import add_learning_commands
 from .options import parse_colour, parse_size
@@ -45,17 +50,41 @@ def add_performance_arguments(p: argparse.ArgumentParser) -> None:
     """What drives the face: the clip source and the emotion performance."""
     drive = p.add_mutually_exclusive_group()
     drive.add_argument("--weights", metavar="NPZ", help="speech/expression weight sequence (*.weights.npz)")
-    drive.add_argument("--motion", metavar="NPZ", help="FLAME motion (GaussianAvatars flame_param keys), one row per frame")
+    drive.add_argument("--motion", metavar="NPZ|DIR", help="FLAME motion, one row per frame: flame_param.npz keys, VHAP's "
+                       "tracked_flame_params*.npz, or a folder of per-frame .npz files (VHAP's flame_param/)")
     p.add_argument("--audio", metavar="WAV", help="speech audio: drives the face, or is the soundtrack of --weights/--motion")
     p.add_argument("--emotion", metavar="MIX", help="e.g. happy=0.8,surprised=0.3")
     p.add_argument("--preset", metavar="JSON", help="emotion preset saved by the app (mix, strengths, keyframes)")
     p.add_argument("--speech-gain", type=float, help="speech strength (default 1, or the preset's)")
     p.add_argument("--expression-gain", type=float, help="expression strength (default 1, or the preset's)")
+    p.add_argument("--expression-space", choices=EXPRESSION_SPACES, default="free",
+                   help="avatar: keep each frame's expression and jaw inside the avatar's own tracked ones (its "
+                        "flame_param.npz), against artefacts from expressions it never saw; free (default): as made")
     p.add_argument("--fps", type=float, default=DEFAULT_FPS)
     p.add_argument("--start", type=float, default=0.0, metavar="SECONDS", help="start this far into the audio, weights or motion")
     p.add_argument("--duration", type=float, metavar="SECONDS", help="trim (or, for a still clip, set) the length")
     p.add_argument("--loudness", metavar="TARGET",
                    help="bring the audio to a loudness first: --loudness=-23LUFS (BS.1770) or --loudness=-20dBFS (RMS)")
+
+
+def add_camera_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--camera", metavar="JSON", help="render at a camera from a file: a GaussianAvatars/VHAP/NeRF "
+                   "transforms*.json or a camera JSON (width, height, K, world_to_camera); replaces the orbit camera")
+    p.add_argument("--camera-index", type=int, metavar="N",
+                   help="the transforms file's frame whose camera_index is N (default: its first frame)")
+
+
+def file_camera(args: argparse.Namespace) -> Camera | None:
+    """The camera --camera/--camera-index name, if any; orbit options (where the command has
+    them) cannot be combined with it."""
+    if args.camera is None:
+        if args.camera_index is not None:
+            raise InputError("--camera-index needs --camera FILE")
+        return None
+    orbit = [f"--{name}" for name in ("yaw", "pitch", "distance") if getattr(args, name, None) is not None]
+    if orbit:
+        raise InputError(f"--camera sets the view; {', '.join(orbit)} cannot be combined with it")
+    return load_camera(args.camera, args.camera_index)
 
 
 def avatar_source(args: argparse.Namespace) -> AvatarSource:
@@ -67,7 +96,8 @@ def avatar_source(args: argparse.Namespace) -> AvatarSource:
 
 
 def apply_performance(args: argparse.Namespace, player: Player) -> None:
-    """--preset, then --emotion / --speech-gain / --expression-gain where given."""
+    """--preset, then --emotion / --speech-gain / --expression-gain where given, and
+    --expression-space (which presets do not carry)."""
     if args.preset:
         performance = load_preset(args.preset)
         try:
@@ -79,6 +109,10 @@ def apply_performance(args: argparse.Namespace, player: Player) -> None:
     perf = player.performance
     perf.speech_gain = args.speech_gain if args.speech_gain is not None else perf.speech_gain
     perf.expression_gain = args.expression_gain if args.expression_gain is not None else perf.expression_gain
+    try:
+        player.set_expression_space(args.expression_space)
+    except InputError as err:
+        raise InputError(f"--expression-space {args.expression_space}: {err}") from None
 
 
 def clip_source(args: argparse.Namespace, avatar: Avatar, demo: bool) -> ClipSource:
@@ -96,19 +130,25 @@ def clip_source(args: argparse.Namespace, avatar: Avatar, demo: bool) -> ClipSou
 
 
 def cmd_render(args: argparse.Namespace) -> int:
+    if args.dataset:
+        return cmd_render_dataset(args, avatar_source(args))
     use_threads(usable_cores())
-    width, height = parse_size(args.size)
+    camera = file_camera(args)
+    width, height = parse_size(args.size) if args.size else (camera.width, camera.height) if camera else (512, 512)
     video = is_video_path(args.output)
     if not video and Path(args.output).suffix:
         raise InputError(f"-o {args.output}: give a .mp4 file or a folder for PNG frames")
+    if video and camera is not None and not args.size and (width % 2 or height % 2):
+        raise InputError(f"--camera {args.camera}: its image is {width}x{height}, and an MP4 needs an even width and "
+                         "height: give --size, or a folder for PNG frames")
     if video:
         check_video_size(width, height)
     check_video_output(args.output)
     source = avatar_source(args)
     player = Player(source.load(), backend=args.backend)
     apply_performance(args, player)
-    player.set_view(width=width, height=height, yaw=args.yaw, pitch=args.pitch, distance=args.distance,
-                    background=parse_colour(args.background))
+    player.set_view(width=width, height=height, yaw=args.yaw or 0.0, pitch=args.pitch or 0.0, distance=args.distance,
+                    background=parse_colour(args.background), camera=camera)
     clip = player.load_clip(clip_source(args, player.avatar, source.avatar == DEMO_AVATAR), args.fps)
 
     start = time.perf_counter()
@@ -132,9 +172,11 @@ def cmd_app(args: argparse.Namespace) -> int:
 
     if args.snapshot:
         check_output_file(args.snapshot, is_our_png, "snapshot")
+    camera = file_camera(args)
     source = avatar_source(args)
     player = Player(source.load(), backend=args.backend)
     apply_performance(args, player)
+    player.set_view(camera=camera)
     clip = clip_source(args, player.avatar, source.avatar == DEMO_AVATAR)
     player.load_clip(clip, args.fps)
     return run_app(player, source, clip, snapshot=Path(args.snapshot) if args.snapshot else None)
@@ -161,10 +203,17 @@ def make_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("render", help="render a clip to MP4 or PNG frames")
     add_avatar_arguments(r)
     add_performance_arguments(r)
-    r.add_argument("--size", default="512x512", metavar="WxH")
-    r.add_argument("--yaw", type=float, default=0.0, help="degrees; positive turns toward the subject's left")
-    r.add_argument("--pitch", type=float, default=0.0, help="degrees; positive looks from above")
+    r.add_argument("--size", metavar="WxH", help="image size (default: the --camera file's, else 512x512); with "
+                   "--camera, its intrinsics are scaled to it")
+    r.add_argument("--yaw", type=float, help="degrees; positive turns toward the subject's left (default 0)")
+    r.add_argument("--pitch", type=float, help="degrees; positive looks from above (default 0)")
     r.add_argument("--distance", type=float, help="camera distance in metres (default: auto-framed)")
+    add_camera_arguments(r)
+    r.add_argument("--dataset", metavar="JSON", help="render every frame of a GaussianAvatars/VHAP split "
+                   "(transforms_*.json) at its camera and FLAME parameters into the folder -o, under its file_path")
+    r.add_argument("--dataset-flame", choices=FLAME_SOURCES, default="split",
+                   help="split (default): each frame's flame_param_path, else its timestep_index into the avatar's "
+                        "flame_param.npz; avatar: always the latter (GaussianAvatars' fine-tuned parameters)")
     r.add_argument("--background", default="white", help="white, black, gray, #rrggbb or r,g,b")
     r.add_argument("--backend", default="auto", choices=BACKENDS, help=BACKEND_HELP)
     r.add_argument("-o", "--output", required=True, help="out.mp4, or a folder for PNG frames")
@@ -176,6 +225,7 @@ def make_parser() -> argparse.ArgumentParser:
     add_performance_arguments(a)
     a.add_argument("--backend", default="auto", choices=BACKENDS, help=BACKEND_HELP)
     a.add_argument("--snapshot", metavar="PNG", help="render the first frame, save a grab of the window, exit")
+    add_camera_arguments(a)
     a.set_defaults(run=cmd_app)
 
     i = sub.add_parser("info", help="what an avatar folder, PLY, FLAME, blendshape, weights or WAV file holds")
@@ -184,6 +234,7 @@ def make_parser() -> argparse.ArgumentParser:
 
     add_learning_commands(sub)
     add_stimulus_commands(sub)
+    add_compare_command(sub)
 
     b = sub.add_parser("build-demo", help="regenerate the embedded demo assets")
     b.add_argument("--out", default=str(DEMO_DIR))

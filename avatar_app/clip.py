@@ -15,7 +15,8 @@ from models.audio.sources import duration as seconds_of
 from models.drivers.contract import SpeechDriver, WeightReader
 from models.drivers.recorded import RecordedDriver, RecordedWeights
 from models.rig.blendshapes import BlendshapeModel, WeightSequence
-from models.rig.flame import FlameParams, load_flame_params
+from models.rig.flame import FlameParams
+from models.rig.motion_files import load_motion, motion_length
 
 DEFAULT_FPS = 30.0
 STILL_SECONDS = 3.0
@@ -95,9 +96,10 @@ def clip_from_weights(path: str | Path, model: BlendshapeModel, fps: float = DEF
 
 def clip_from_motion(path: str | Path, fps: float = DEFAULT_FPS, duration: float | None = None,
                      start: float = 0.0) -> Clip:
-    """Motion frames are played one per output frame, from frame round(start·fps)."""
+    """Motion frames (a parameter file or a folder of per-frame files) are played one per output
+    frame, from frame round(start·fps)."""
     _check_timing(fps, duration)
-    motion = load_flame_params(path)
+    motion = load_motion(path)
     first = min(frame_count(start, fps), motion.num_frames)
     frames = motion.num_frames - first
     if duration is not None:
@@ -145,7 +147,7 @@ class ClipSource:
             seq = WeightSequence.load(self.weights)
             return len(seq.speech) / float(seq.fps)
         if self.motion:
-            return load_flame_params(self.motion).num_frames / fps
+            return motion_length(self.motion) / fps
         return open_wav(self.audio).duration if self.audio else None
 
     def check_trim(self, fps: float = DEFAULT_FPS) -> None:

@@ -1,6 +1,7 @@
 """`avatar info PATH`: say what a file or folder is, in the terms a user needs."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ from common.files import check_input_file
 from models.audio.sources import load_wav
 from models.rig.blendshapes import BlendshapeModel, WeightSequence
 from models.rig.flame import load_flame, load_flame_params
+from models.rig.motion_files import load_frame_folder
 from models.rig.npz import npz_keys
 from models.rig.teeth import FLAME_VERTICES
 from renderer.ply import read_ply
@@ -46,10 +48,23 @@ def describe_avatar(path: Path) -> str:
     return "\n".join(lines)
 
 
+def _is_motion_folder(path: Path, looked_at: int = 16) -> bool:
+    """A folder without a point cloud with .npz files among its first entries: per-frame FLAME
+    parameters, as VHAP's flame_param/."""
+    if (path / "point_cloud.ply").exists() or (path / "point_cloud").exists():
+        return False
+    try:
+        with os.scandir(path) as entries:
+            return any(entry.name.lower().endswith(".npz") for entry, _ in zip(entries, range(looked_at)))
+    except OSError:
+        return False
+
+
 def file_kind(path: Path) -> str:
-    """avatar | audio | flame | blendshapes | weights | motion, from the suffix and npz keys."""
+    """avatar | audio | flame | blendshapes | weights | motion, from the suffix and npz keys (a
+    folder: an avatar, or motion if it holds per-frame .npz files)."""
     if path.is_dir():
-        return "avatar"
+        return "motion" if _is_motion_folder(path) else "avatar"
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
     check_input_file(path)  # a pipe or a device would block or never end
@@ -85,13 +100,22 @@ def describe(path: Path) -> str:
     if kind == "blendshapes":
         m = BlendshapeModel.load(path)
         err = np.concatenate([m.speech_mapping_error, m.expression_mapping_error]).max(initial=0.0) * 1000
+        fitted = (f"{m.flame_name or 'a FLAME file'} (fingerprint {m.flame_fingerprint})" if m.flame_fingerprint
+                  else "not recorded (any FLAME of this mesh is accepted)")
         return (f"{path}: blendshape model ({m.template.shape[0]} vertices)\n"
                 f"  speech: {_listing(m.speech_names)}\n  expression: {_listing(m.expression_names)}\n"
-                f"  emotions: {_listing(m.emotion_names)}\n  worst FLAME mapping error: {err:.3f} mm RMS")
+                f"  emotions: {_listing(m.emotion_names)}\n  worst FLAME mapping error: {err:.3f} mm RMS\n"
+                f"  mapping fitted to: {fitted}")
     if kind == "weights":
         w = WeightSequence.load(path)
         return (f"{path}: weight sequence, {len(w.speech)} frames at {float(w.fps):g} fps\n"
                 f"  speech: {_listing(w.speech_names)}\n  expression: {_listing(w.expression_names)}")
+    if path.is_dir():
+        frames = load_frame_folder(path).num_frames
+        return (f"{path}: FLAME motion folder (one .npz per frame, VHAP's flame_param/ layout), {frames} frame(s), "
+                "played in the order of the numbers in the file names")
     p = load_flame_params(path)
     kind = "avatar FLAME parameters" if p.shape is not None else "FLAME motion"
+    if {"timestep_id", "n_processed_frames"} & npz_keys(path):
+        kind = "VHAP tracking result (tracked_flame_params)" + (", with shape and static offset" if p.shape is not None else "")
     return f"{path}: {kind}, {p.num_frames} frame(s)"

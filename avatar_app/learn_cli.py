@@ -47,6 +47,13 @@ def add_learning_commands(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--checkpoint", metavar="DIR", help="checkpoint folder (default: OUTPUT.checkpoint)")
     b.set_defaults(run=_command("cmd_train_blendshapes"))
 
+    m = sub.add_parser("fit-mapping", help="refit a blendshape model's FLAME mapping to another FLAME file of the "
+                       "same mesh (FLAME 2020 <-> 2023), printing each blendshape's error")
+    m.add_argument("--blendshapes", required=True, metavar="NPZ", help="the blendshape model")
+    m.add_argument("--flame", required=True, metavar="FILE", help="the FLAME model to fit to (.pkl or .npz)")
+    m.add_argument("-o", "--output", required=True, metavar="NPZ", help="the refitted blendshape model to write")
+    m.set_defaults(run=_command("cmd_fit_mapping"))
+
     s = sub.add_parser("train-speech", help="train the audio+emotion → weights generator")
     add_data_arguments(s)
     add_run_arguments(s, steps=2000)

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from assets import DEMO_BLENDSHAPES, DEMO_FLAME
 from avatar_app.demo.blendshapes import EMOTIONS
@@ -55,8 +54,8 @@ from models.learning.synthetic_corpus import (
 )
 from models.learning.training import TrainingRun
 from models.rig.blendshapes import BlendshapeModel
-from models.rig.flame import FlameRig, load_flame
-from models.rig.mapping import rig_forward
+from models.rig.flame import load_flame
+from models.rig.mapping import MappingRig, refit_mapping
 
 from .avatar import GENERATOR_MODEL, load_learned
 from .outputs import check_output_file, check_output_folder, holds_only, staged_folder
@@ -124,11 +123,8 @@ def cmd_train_blendshapes(args: argparse.Namespace) -> int:
                       steps=args.steps, seed=args.seed, directory=checkpoint, resume=args.resume,
                       progress=not args.quiet, description="blendshapes")
     learner = train_blendshapes(speech, expression, config, run)
-    rig = FlameRig(load_flame(args.flame or DEMO_FLAME))
-    forward = rig_forward(rig)
-    with torch.no_grad():
-        neutral = forward(torch.zeros(1, 100), torch.zeros(1, 3))[0].numpy()
-    model = build_model(learner, speech, expression, neutral, forward, emotions, source=str(args.output),
+    flame = MappingRig.of(load_flame(args.flame or DEMO_FLAME))
+    model = build_model(learner, speech, expression, flame, emotions, source=str(args.output),
                         progress=lambda text: None if args.quiet else print(text))
     model.save(args.output)
     summary = {"seconds": time.perf_counter() - started,
@@ -137,6 +133,30 @@ def cmd_train_blendshapes(args: argparse.Namespace) -> int:
     if corpus is not None:
         summary.update(subspace_angles(model, corpus.planted))
     print(f"wrote {args.output}: " + ", ".join(f"{k} {v:.3g}" for k, v in summary.items()))
+    return 0
+
+
+def cmd_fit_mapping(args: argparse.Namespace) -> int:
+    """Refit a blendshape model's FLAME mapping to another FLAME file of the same mesh (FLAME
+    2020 ↔ 2023): the displacements stay, the mapping, its errors and the FLAME record are new."""
+    model = BlendshapeModel.load(args.blendshapes)
+    flame = MappingRig.of(load_flame(args.flame))
+    check_output_file(args.output, is_our_npz, "blendshape model")
+    refitted = refit_mapping(model, flame, source=str(args.output))
+    print(f"FLAME mapping of {args.blendshapes} refitted to {flame.name} (fingerprint {flame.fingerprint}); "
+          "RMS vertex error in mm:")
+    rows = [("blendshape", "kind", f"old mapping on {flame.name}", "refitted")]
+    for kind in ("speech", "expression"):
+        basis, old = getattr(model, f"{kind}_basis"), getattr(model, f"{kind}_to_flame")
+        before = mapping_error(basis, old, flame.forward, flame.neutral) * 1e3
+        after = getattr(refitted, f"{kind}_mapping_error") * 1e3
+        names = getattr(model, f"{kind}_names")
+        rows += [(name, kind, f"{b:.4f}", f"{a:.4f}") for name, b, a in zip(names, before, after)]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        print("  ".join([row[0].ljust(widths[0]), row[1].ljust(widths[1]), *(c.rjust(w) for c, w in zip(row[2:], widths[2:]))]))
+    refitted.save(args.output)
+    print(f"wrote {args.output}")
     return 0
 
 
@@ -184,11 +204,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         row.update(leakage(model, speech, expression))
         row["mapping_error_mm"] = float(max(model.speech_mapping_error.max(), model.expression_mapping_error.max()) * 1e3)
         if args.flame:
-            forward = rig_forward(FlameRig(load_flame(args.flame)))
-            neutral = model.template
+            flame = MappingRig.of(load_flame(args.flame))
             row["remeasured_mapping_error_mm"] = float(max(
-                mapping_error(model.speech_basis, model.speech_to_flame, forward, neutral).max(),
-                mapping_error(model.expression_basis, model.expression_to_flame, forward, neutral).max()) * 1e3)
+                mapping_error(model.speech_basis, model.speech_to_flame, flame.forward, model.template).max(),
+                mapping_error(model.expression_basis, model.expression_to_flame, flame.forward,
+                              model.template).max()) * 1e3)
         if corpus is not None:
             row.update(subspace_angles(model, corpus.planted))
         rows[name] = row

@@ -4,19 +4,20 @@ from __future__ import annotations
 import re
 
 from common.errors import InputError
+from common.limits import MAX_IMAGE_SIDE, MIN_IMAGE_SIDE
 
 NAMED_COLOURS = {"white": (1, 1, 1), "black": (0, 0, 0), "gray": (0.5, 0.5, 0.5),
                  "grey": (0.5, 0.5, 0.5), "green": (0, 1, 0), "blue": (0, 0, 1)}
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    """WIDTHxHEIGHT, each 16..8192."""
+    """WIDTHxHEIGHT, each MIN_IMAGE_SIDE..MAX_IMAGE_SIDE (16..8192)."""
     try:
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise InputError(f"size {text}: expected WIDTHxHEIGHT, e.g. 512x512") from None
-    if not (16 <= w <= 8192 and 16 <= h <= 8192):
-        raise InputError(f"size {text}: width and height must be 16..8192")
+    if not (MIN_IMAGE_SIDE <= w <= MAX_IMAGE_SIDE and MIN_IMAGE_SIDE <= h <= MAX_IMAGE_SIDE):
+        raise InputError(f"size {text}: width and height must be {MIN_IMAGE_SIDE}..{MAX_IMAGE_SIDE}")
     return w, h
 
 

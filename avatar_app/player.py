@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import itertools
+import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,9 +23,11 @@ from models.drivers.contract import SpeechDriver
 from models.drivers.signal import SignalSpeechDriver
 from models.rig.blendshapes import WeightSequence
 from models.rig.emotion import EmotionTrack, check_emotions
+from models.rig.expression_space import EXPRESSION_SPACES, ExpressionSpace
 from models.rig.flame import FlameParams
 from renderer.binding import bind, bind_covariances
 from renderer.camera import Camera, frame_head, orbit_camera
+from renderer.camera_files import scaled_camera
 from renderer.render import backend_device, render, render_cpu, resolve_backend
 
 from .avatar import Avatar
@@ -42,7 +45,9 @@ VIEW_PRESETS = {  # name: (yaw, pitch) in degrees; yaw > 0 looks from the subjec
 
 @dataclass
 class View:
-    """Camera and image settings. distance None → auto-framed."""
+    """Camera and image settings. distance None → auto-framed. A `camera` (from a file,
+    `renderer/camera_files.py`) replaces the orbit (yaw, pitch, distance, pan), scaled to
+    width × height."""
 
     width: int = 512
     height: int = 512
@@ -51,6 +56,7 @@ class View:
     distance: float | None = None
     background: tuple[float, float, float] = (1.0, 1.0, 1.0)
     pan: tuple[float, float] = (0.0, 0.0)  # metres along the camera's right and up axes
+    camera: Camera | None = None
 
 
 @dataclass
@@ -58,12 +64,14 @@ class Performance:
     """How the face is driven on top of the clip: emotion mix and stream gains.
 
     With keyframes the emotions follow the keyframe track; without, the `emotions` mix holds
-    for the whole clip."""
+    for the whole clip. `expression_space` "avatar" keeps each frame inside the avatar's own
+    tracked expressions (`models/rig/expression_space.py`); "free" leaves them as generated."""
 
     emotions: dict[str, float] = field(default_factory=dict)
     speech_gain: float = 1.0
     expression_gain: float = 1.0
     keyframes: EmotionTrack = EmotionTrack()
+    expression_space: str = "free"
 
     def intensities(self, times: np.ndarray, names: Sequence[str]) -> np.ndarray:
         """(T, E) emotion intensities at `times` seconds, emotions in the order of `names`."""
@@ -71,6 +79,18 @@ class Performance:
             return self.keyframes.intensities(times, names)
         constant = np.array([self.emotions.get(n, 0.0) for n in names], np.float32)
         return np.tile(constant, (len(times), 1))
+
+
+def fit_expression_space(params: FlameParams | None, blendshapes: bool, ply: str) -> ExpressionSpace:
+    """The space of the tracked expressions `params` of the avatar `ply` (None: a static scene)
+    whose generated expressions, made by blendshapes, it bounds; an InputError says why it has none."""
+    if params is None:
+        raise InputError(f"{ply}: a static 3DGS scene has no FLAME expressions to stay inside")
+    if not blendshapes:
+        raise InputError(f"{ply}: no blendshape model: staying inside the avatar's expressions bounds the "
+                         "expressions the blendshapes make (--blendshapes FILE)")
+    tracked = Path(ply).parent / "flame_param.npz"
+    return ExpressionSpace.fit(params, str(tracked) if tracked.is_file() else f"{ply} (no flame_param.npz beside it)")
 
 
 class Cancelled(Exception):
@@ -99,6 +119,7 @@ class Player:
         self._pose_cache: dict = {}  # see _posed
         self._weights_cache: dict = {}  # see _chunk_weights
         self._intensity_cache: dict = {}  # see _intensities
+        self._expression_spaces: dict = {}  # see expression_space
 
     @property
     def clip(self) -> Clip:
@@ -140,9 +161,33 @@ class Player:
         self.performance.keyframes = track
 
     def set_performance(self, performance: Performance) -> None:
-        """Take a whole performance (e.g. a loaded preset) after checking its emotion names."""
+        """Take a whole performance (e.g. a loaded preset) after checking its emotion names and
+        expression space."""
         self._check_emotion_names(sorted({*performance.emotions, *performance.keyframes.emotion_names()}))
+        self._check_expression_space(performance.expression_space)
         self.performance = copy.deepcopy(performance)
+
+    def set_expression_space(self, name: str) -> None:
+        """Leave expressions "free", or keep them inside the "avatar"'s own tracked expressions
+        (an InputError says why this avatar cannot)."""
+        self._check_expression_space(name)
+        self.performance.expression_space = name
+
+    def _check_expression_space(self, name: str) -> None:
+        if name not in EXPRESSION_SPACES:
+            raise InputError(f"expression space {name!r}: use one of {', '.join(EXPRESSION_SPACES)}")
+        if name == "avatar":
+            self.expression_space()
+
+    def expression_space(self) -> ExpressionSpace:
+        """The avatar's own tracked expressions (its flame_param.npz), fitted on first use and
+        kept (shared with snapshots); an InputError says why the avatar has none to stay inside."""
+        space = self._expression_spaces.get("avatar")
+        if space is None:
+            avatar = self.avatar
+            space = fit_expression_space(avatar.params, avatar.blendshapes is not None, avatar.source)
+            self._expression_spaces["avatar"] = space
+        return space
 
     def snapshot(self) -> Player:
         """A copy with its own settings sharing the loaded data: a render thread can keep
@@ -157,9 +202,11 @@ class Player:
         return frame_head(self._framing, self.view.width, self.view.height)[1]
 
     def camera(self) -> Camera:
-        """Orbit camera around the neutral head (shifted by the pan); auto-framed unless a
-        distance is set."""
+        """The view's file camera scaled to its size if it has one, else the orbit camera around
+        the neutral head (shifted by the pan), auto-framed unless a distance is set."""
         v = self.view
+        if v.camera is not None:
+            return scaled_camera(v.camera, v.width, v.height)
         target, auto_distance = frame_head(self._framing, v.width, v.height)
         distance = v.distance if v.distance is not None else auto_distance
         camera = orbit_camera(target, v.yaw, v.pitch, distance, v.width, v.height)
@@ -233,6 +280,8 @@ class Player:
         expr, jaw = bs.to_flame(*self.weights(start, stop))
         params.expr = np.asarray(params.expr, np.float32) + expr
         params.jaw_pose = np.asarray(params.jaw_pose, np.float32) + jaw
+        if self.performance.expression_space == "avatar":
+            params.expr, params.jaw_pose = self.expression_space().apply(params.expr, params.jaw_pose)
         return params
 
     @torch.no_grad()
@@ -356,8 +405,27 @@ class Player:
             setattr(self.view, name, value)
 
     def reset_view(self) -> None:
-        """Front view, auto-framed and centred; the image size and background stay."""
-        self.set_view(yaw=0.0, pitch=0.0, distance=None, pan=(0.0, 0.0))
+        """Front orbit view (no file camera), auto-framed and centred; the image size and
+        background stay."""
+        self.set_view(yaw=0.0, pitch=0.0, distance=None, pan=(0.0, 0.0), camera=None)
+
+    def orbit_from_camera(self) -> None:
+        """Replace a file camera by the orbit view at its pose: same centre and viewing direction
+        (the orbit's target is the point of the optical axis nearest the head), upright and at the
+        orbit's field of view, so a drag in the app carries on from what was shown."""
+        camera = self.view.camera
+        if camera is None:
+            return
+        target = frame_head(self._framing, self.view.width, self.view.height)[0].double()
+        forward, centre = camera.viewmat[2, :3].double(), camera.center.double()
+        depth = max(float((target - centre) @ forward), 0.05)
+        yaw = math.degrees(math.atan2(-float(forward[0]), -float(forward[2])))
+        pitch = math.degrees(math.asin(max(-1.0, min(1.0, -float(forward[1])))))
+        pitch = max(-89.0, min(89.0, pitch))
+        orbit = orbit_camera(target, yaw, pitch, 1.0, self.view.width, self.view.height).viewmat.double()
+        shift = centre + depth * forward - target  # along the orbit's right and up (down is −up)
+        self.set_view(yaw=yaw, pitch=pitch, distance=depth, camera=None,
+                      pan=(float(shift @ orbit[0, :3]), -float(shift @ orbit[1, :3])))
 
     def record(self, path: str | Path, *, cancel: threading.Event | None = None,
                on_frame: Callable[[int, np.ndarray], None] | None = None, lead_in: int = 0,
@@ -384,8 +452,9 @@ class Player:
         return total
 
     def _neutral_frame(self) -> np.ndarray:
-        """The still neutral face under the same view (no speech, no emotion): lead-in and -out."""
+        """The still neutral face under the same view and expression space (no speech, no
+        emotion): lead-in and -out, as a silent neutral frame of the clip shows it."""
         still = self.snapshot()
-        still.performance = Performance()
+        still.performance = Performance(expression_space=self.performance.expression_space)
         still.clip = still_clip(1.0 / still.clip.fps, still.clip.fps)
         return still.render_frame(0)

@@ -1,5 +1,10 @@
 """Emotion presets (JSON): the emotion mix, speech/expression strength and emotion keyframes,
-so a set-up made with the sliders can be reloaded, shared and rendered again exactly."""
+so a set-up made with the sliders can be reloaded, shared and rendered again exactly.
+
+A preset deliberately does not carry the performance's expression space: that belongs to the
+avatar (only one with tracked expressions has one), not to the emotions, so a preset stays
+usable on every avatar; loading one keeps the space in use (`--expression-space`, the app's
+toggle)."""
 from __future__ import annotations
 
 import json

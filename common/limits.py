@@ -8,10 +8,14 @@ far above anything a real avatar, model or study needs.
 
 MAX_ARRAY_BYTES = 2 << 30  # one array, or all of one .npz (FLAME shapedirs: 48 MB; a long motion: ~50 MB/h)
 MAX_TEXT_BYTES = 16 << 20  # a JSON preset or config, a design file
+MAX_DATASET_JSON_BYTES = 256 << 20  # a transforms*.json of a whole capture (~1 kB per frame: ~200k frames)
 MAX_NESTING = 64  # containers inside containers in JSON, YAML and pickles
 MAX_YAML_NODES = 200_000  # a design's YAML, after aliases are expanded
 MIN_FPS, MAX_FPS = 1.0, 1000.0  # frame rates of weights files and clips
+MIN_IMAGE_SIDE, MAX_IMAGE_SIDE = 16, 8192  # pixels: an output's or a camera file's width and height
+MAX_PIXELS = 1e6  # |focal length| or |principal point| of a camera file, in pixels
 MAX_DURATION_S = 24 * 3600.0  # a clip, a soundtrack, a weights or motion file
+MAX_MOTION_FILES = 500_000  # per-frame files in one motion folder (VHAP's flame_param/): 4.6 h at 30 fps
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 768_000  # Hz; speech needs several kHz (telephone: 8000)
 MAX_CHANNELS = 64  # WAV channels
 MAX_GAUSSIANS = 50_000_000  # in one PLY

@@ -31,6 +31,9 @@ _REST_COUNTS = [3 * ((d + 1) ** 2 - 1) for d in range(4)]  # f_rest properties o
 
 def _check_layout(path: Path, names: list[str]) -> None:
     """Refuse vertex properties that lack one we need or whose f_rest do not make an SH degree."""
+    if "packed_position" in names:
+        raise InputError(f"{path}: a compressed PLY (packed_position, packed_rotation, …: SuperSplat's "
+                         "format); convert it to a plain 3DGS PLY first")
     missing = [p for p in _REQUIRED if p not in names]
     if missing:
         raise InputError(f"{path}: missing PLY properties {', '.join(missing)}")

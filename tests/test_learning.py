@@ -36,8 +36,8 @@ from models.learning.synthetic_corpus import (
 )
 from models.learning.training import TrainingRun
 from models.rig.blendshapes import BlendshapeModel
-from models.rig.flame import FlameRig, load_flame
-from models.rig.mapping import rig_forward
+from models.rig.flame import load_flame
+from models.rig.mapping import MappingRig
 
 SMALL = CorpusSpec(speech_clips=12, expression_repeats=2, emotional_repeats=0, speech_seconds=2.0)
 
@@ -154,12 +154,11 @@ def test_sparsity_constraint_keeps_the_domains_apart(corpora, planted):
 
 
 def test_learned_model_mapping_reproduces_each_blendshape(learned, corpora, planted):
-    rig = FlameRig(load_flame(DEMO_FLAME))
-    forward = rig_forward(rig)
-    with torch.no_grad():
-        neutral = forward(torch.zeros(1, 100), torch.zeros(1, 3))[0].numpy()
+    flame = MappingRig.of(load_flame(DEMO_FLAME))
+    forward, neutral = flame.forward, flame.neutral
     corpus = corpora[0]
-    model = build_model(learned, corpus.speech, corpus.expression, neutral, forward, planted.emotion_names)
+    model = build_model(learned, corpus.speech, corpus.expression, flame, planted.emotion_names)
+    assert (model.flame_fingerprint, model.flame_name) == (flame.fingerprint, DEMO_FLAME.name)
     for basis, coeffs, reported in ((model.speech_basis, model.speech_to_flame, model.speech_mapping_error),
                                     (model.expression_basis, model.expression_to_flame,
                                      model.expression_mapping_error)):

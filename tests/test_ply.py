@@ -1,22 +1,24 @@
 """read_ply against PLY files built here byte by byte (independently of write_ply): every
 malformed or hostile file is one InputError line naming it; valid layouts read by name."""
+import json
 import os
 import re
+import shutil
 import time
 import tracemalloc
 
+import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
 
+from assets import DEMO_AVATAR, DEMO_FLAME
+from avatar_app.cli import main
 from common.errors import InputError
 from renderer.binding import check_binding
 from renderer.gaussians import GaussianSet
 from renderer.ply import read_ply, write_ply
-
-PLY_TYPE = {"f4": "float", "f8": "double", "i4": "int", "u4": "uint", "i2": "short", "u2": "ushort",
-            "i1": "char", "u1": "uchar"}
-ENDIAN = {"binary_little_endian": "<", "binary_big_endian": ">"}
+from tests.ply_layouts import FORMATS, LAYOUTS, body, header, ply_bytes, property_names, records, sh_columns
 
 
 def gaussian_table(n, degree, rng, bound=True, normals=False, extras=False, shuffle=False, code="f4"):
@@ -56,23 +58,6 @@ def expected(table):
             "scales": np.exp(get("scale_0", "scale_1", "scale_2")),
             "opacities": 1 / (1 + np.exp(-table["opacity"].astype(np.float64))),
             "sh": np.concatenate([get("f_dc_0", "f_dc_1", "f_dc_2")[:, None], rest], axis=1)}
-
-
-def header(table, fmt="binary_little_endian", before="", after="", count=None):
-    props = "".join(f"property {PLY_TYPE[table.dtype[n].str[1:]]} {n}\n" for n in table.dtype.names)
-    return (f"ply\nformat {fmt} 1.0\ncomment made by test_ply\n{before}"
-            f"element vertex {len(table) if count is None else count}\n{props}{after}end_header\n")
-
-
-def body(table, fmt="binary_little_endian"):
-    if fmt == "ascii":
-        return "".join(" ".join(repr(v.item()) for v in row) + "\n" for row in table).encode()
-    endian = ENDIAN[fmt]
-    return table.astype([(n, endian + table.dtype[n].str[1:]) for n in table.dtype.names]).tobytes()
-
-
-def ply_bytes(table, fmt="binary_little_endian", **kw):
-    return header(table, fmt, **kw).encode("ascii") + body(table, fmt)
 
 
 def write(tmp_path, data, name="g.ply"):
@@ -119,16 +104,82 @@ def test_degrees_endians_orders(tmp_path, degree, fmt):
             assert_reads_as(g, table)
 
 
+def published_columns(layout, n, degree, rng):
+    """Raw columns of n Gaussians as `layout` stores them (tests/ply_layouts.py), with the SH
+    coefficients they hold: dc [n, 3] and rest [n, K-1, 3]. Bound ones sit in their triangles'
+    frames (units of the triangle's size), static ones in a head-sized blob."""
+    bound = layout == "gaussianavatars"
+    dc, rest = rng.normal(size=(n, 3)), rng.normal(scale=0.2, size=(n, (degree + 1) ** 2 - 1, 3))
+    columns = {**{a: rng.normal(scale=0.3 if bound else 0.05, size=n) for a in "xyz"},
+               **{f"n{a}": np.zeros(n) for a in "xyz"}, **sh_columns(dc, rest),
+               "opacity": rng.normal(1.0, 2.0, n), **{f"rot_{i}": rng.normal(size=n) for i in range(4)},
+               **{f"scale_{i}": rng.uniform(-1.5, 0.0, n) if bound else rng.uniform(-5.5, -3.5, n) for i in range(3)},
+               "binding_0": rng.integers(0, 9976, n), "filter_3D": rng.uniform(1e-4, 1e-3, n),
+               **{c: rng.integers(0, 256, n) for c in ("red", "green", "blue")}}
+    return columns, dc.astype(np.float32), rest.astype(np.float32)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("degree", [0, 1, 2, 3])
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_published_layouts(tmp_path, layout, degree, fmt):
+    """Each trainer's exact layout reads by name; so do its records with the normals added or
+    dropped, and shuffled among extra properties (colours as uchar, Mip-Splatting's filter_3D)."""
+    columns, dc, rest = published_columns(layout, 9, degree, np.random.default_rng(degree))
+    names = property_names(layout, degree)
+    normals = ["nx", "ny", "nz"]
+    toggled = [n for n in names if n not in normals] if "nx" in names else names[:3] + normals + names[3:]
+    extras = [names[i] for i in np.random.default_rng(5).permutation(len(names))] + \
+        ["red", "green", "blue", "filter_3D"]
+    for variant in (names, toggled, extras):
+        table = records(variant, columns, {c: "u1" for c in ("red", "green", "blue")})
+        g = read_ply(write(tmp_path, ply_bytes(table, fmt)))
+        assert g.sh_degree == degree and g.is_bound == (layout == "gaussianavatars") and len(g) == 9
+        assert_reads_as(g, table)
+        assert torch.equal(g.sh[:, 0], torch.from_numpy(dc)) and torch.equal(g.sh[:, 1:], torch.from_numpy(rest))
+
+
+def test_compressed_ply_is_refused_by_name(tmp_path):
+    """SuperSplat's compressed PLY (gsplat's `ply_compressed`: a chunk element, quantised
+    packed_* vertex properties, SH in an element of its own) is not a plain point cloud."""
+    chunks = records([f"min_{a}" for a in "xyz"], {f"min_{a}": np.zeros(1) for a in "xyz"})
+    packed = ("packed_position", "packed_rotation", "packed_scale", "packed_color")
+    table = records(list(packed), {name: np.arange(3) for name in packed}, {name: "u4" for name in packed})
+    data = header(table, before="element chunk 1\n" + "".join(f"property float min_{a}\n" for a in "xyz"),
+                  after="element sh 3\nproperty uchar f_rest_0\n").encode() + chunks.tobytes() + table.tobytes()
+    refused(write(tmp_path, data + bytes(3)), "a compressed PLY (packed_position", "plain 3DGS PLY")
+
+
 @pytest.mark.parametrize("degree", [0, 1, 2, 3])
 @pytest.mark.parametrize("bound", [True, False])
 def test_write_ply_round_trip(tmp_path, degree, bound):
+    """We write GaussianAvatars' layout (3DGS's without a binding), and read back what we wrote:
+    every stored value exactly, scales and opacities through float32 log / logit and back."""
     rng = np.random.default_rng(10 + degree)
     n, k = 50, (degree + 1) ** 2
     g = GaussianSet(means=torch.randn(n, 3), quats=torch.randn(n, 4), scales=torch.rand(n, 3) * 0.1 + 1e-4,
                     opacities=torch.rand(n) * 0.98 + 0.01, sh=torch.randn(n, k, 3),
                     binding=torch.from_numpy(rng.integers(0, 10144, n)) if bound else None)
-    write_ply(g, tmp_path / "out" / "point_cloud.ply")
-    back = read_ply(tmp_path / "out" / "point_cloud.ply")
+    path = tmp_path / "out" / "point_cloud.ply"
+    write_ply(g, path)
+    data = path.read_bytes()
+    names = property_names("gaussianavatars" if bound else "3dgs", degree)
+    assert data.startswith(b"ply\nformat binary_little_endian 1.0\n")
+    assert re.findall(rb"property (\w+) (\w+)", data[:data.index(b"end_header")]) == \
+        [(b"float", name.encode()) for name in names]
+    raw = np.frombuffer(data[data.index(b"end_header\n") + 11:], dtype=[(name, "<f4") for name in names])
+    sh = g.sh.numpy()
+    want = {**{a: g.means[:, i].numpy() for i, a in enumerate("xyz")}, **{f"n{a}": np.zeros(n) for a in "xyz"},
+            **sh_columns(sh[:, 0], sh[:, 1:]), **{f"rot_{i}": g.quats[:, i].numpy() for i in range(4)}}
+    if bound:
+        want["binding_0"] = g.binding.numpy()
+    for name, value in want.items():
+        np.testing.assert_array_equal(raw[name], value.astype(np.float32), err_msg=name)
+    opacity = g.opacities.double().numpy()
+    np.testing.assert_allclose(raw["opacity"], np.log(opacity / (1 - opacity)), rtol=1e-6)
+    for i in range(3):
+        np.testing.assert_allclose(raw[f"scale_{i}"], np.log(g.scales[:, i].double().numpy()), rtol=1e-6)
+    back = read_ply(path)
     assert back.sh_degree == degree and back.is_bound == bound
     for name in ("means", "quats", "sh"):  # stored as they are
         assert torch.equal(getattr(back, name), getattr(g, name)), name
@@ -231,7 +282,7 @@ def test_header_junk(tmp_path, junk, phrase):
 
 def test_header_comments_may_hold_any_bytes(tmp_path):
     table = gaussian_table(2, 0, np.random.default_rng(4))
-    data = ply_bytes(table).replace(b"comment made by test_ply", b"comment Andr\xc3\xa9 \xff\x01")
+    data = ply_bytes(table).replace(b"comment made by the tests", b"comment Andr\xc3\xa9 \xff\x01")
     assert_reads_as(read_ply(write(tmp_path, data)), table)
 
 
@@ -397,3 +448,50 @@ def test_mutations_read_or_refuse(tmp_path):
             assert g.binding is None or (g.binding.dtype == torch.int64 and (g.binding >= 0).all())
     assert outcomes["read"] > 20 and outcomes["refused"] > 100, outcomes
     assert time.perf_counter() - started < 10
+
+
+# --- published layouts end to end: `avatar info`, `avatar render`, a stimulus -----------------
+
+def published_file(folder, layout, degree, n=400):
+    """`layout`'s file of n Gaussians at SH `degree`, binary little-endian as the trainers write it."""
+    columns, _, _ = published_columns(layout, n, degree, np.random.default_rng(20 + degree))
+    path = folder / f"{layout}_{degree}.ply"
+    path.write_bytes(ply_bytes(records(property_names(layout, degree), columns)))
+    return path
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_published_layouts_describe_and_render(tmp_path, capsys, layout):
+    """Every degree of every layout: `avatar info` says what it is, `avatar render` writes frames
+    that show it; exit code 0, no traceback. A GaussianAvatars one as its trainer leaves it, in an
+    output folder (point_cloud/iteration_N/ with flame_param.npz), on a FLAME-layout model."""
+    bound = layout == "gaussianavatars"
+    for degree in range(4):
+        path = published_file(tmp_path, layout, degree)
+        if bound:
+            folder = tmp_path / f"output_{degree}"
+            (folder / "point_cloud" / "iteration_30000").mkdir(parents=True)
+            path = path.rename(folder / "point_cloud" / "iteration_30000" / "point_cloud.ply")
+            shutil.copy(DEMO_AVATAR / "flame_param.npz", path.parent)
+            path = folder
+        assert main(["info", str(path)]) == 0
+        said = capsys.readouterr().out
+        assert f"SH degree: {degree}" in said and "Gaussians: 400" in said
+        assert ("GaussianAvatars layout" in said) == bound and ("flame_param.npz: 1 frame(s)" in said) == bound
+        out = tmp_path / f"frames_{layout}_{degree}"
+        rig = ["--flame", str(DEMO_FLAME)] if bound else []
+        assert main(["render", "--avatar", str(path), *rig, "--duration", "0.04", "--size", "48x40",
+                     "--background", "black", "-q", "-o", str(out)]) == 0
+        frame = iio.imread(out / "frame_00000.png")
+        assert frame.shape == (40, 48, 3) and frame.max() > 50  # the Gaussians show on black
+
+
+def test_static_scene_stimulus(tmp_path):
+    """A plain 3DGS scene (no rig, no blendshapes) as a stimulus: its apex is its first frame."""
+    path = published_file(tmp_path, "3dgs", 0)
+    (tmp_path / "design.csv").write_text(f"id,avatar,end\nscene,{path},0.1\n")
+    out = tmp_path / "stimuli"
+    assert main(["stimuli", str(tmp_path / "design.csv"), "-o", str(out), "--png", "--set", "size=48x40",
+                 "-q"]) == 0
+    assert (out / "scene.mp4").is_file() and (out / "scene.png").is_file()
+    assert json.loads((out / "manifest.json").read_text())["stimuli"][0]["apex_frame"] == 0

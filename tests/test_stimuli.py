@@ -402,3 +402,70 @@ def test_a_segment_cuts_weights_motion_and_audio_in_step(tmp_path):
                  "-q", "-o", str(out)]) == 0
     assert len(decoded_frames(out)[0]) == 15
     assert rms_level(Audio(decoded_audio(out), RATE)) == pytest.approx(-20.0, abs=0.5)
+
+
+def test_expression_space_column_is_checked_applied_and_recorded(tmp_path, capsys):
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from tracked_avatar import write_tracked_avatar
+
+    tracked = write_tracked_avatar(tmp_path / "avatar")
+    design = tmp_path / "design.csv"
+    design.write_text("# size: 32x32\n# fps: 10\n# driver: signal\n# end: 0.2\n"
+                      "id,avatar,flame,blendshapes,expression_space\n"
+                      f"inside,{tracked.avatar},{tracked.flame},{tracked.blendshapes},avatar\n"
+                      "demo_inside,demo,,,avatar\n"
+                      f"no_model,{tracked.avatar},{tracked.flame},,avatar\n"
+                      "odd,demo,,,inside\n")
+    assert stimuli(design, "-o", tmp_path / "refused") == 2
+    err = capsys.readouterr().err
+    assert "row 2 (line 7): expression_space: " in err and "the avatar has no tracked expressions" in err
+    assert "row 3 (line 8): expression_space: " in err and "no blendshape model" in err
+    assert "row 4 (line 9): expression_space: 'inside': use one of free, avatar" in err
+    assert "the design has 3 problems" in err and not (tmp_path / "refused").exists()
+
+    design.write_text("\n".join(design.read_text().splitlines()[:6]) + "\n")
+    stimulus, = resolve(read_design(design), merged_defaults(read_design(design)), None)
+    assert stimulus.performance.expression_space == "avatar"
+    assert stimuli(design, "-o", tmp_path / "out") == 0
+    record, = manifest(tmp_path / "out")["stimuli"]
+    assert record["status"] == "ok" and record["parameters"]["expression_space"] == "avatar"
+
+
+def test_camera_columns_set_the_view_size_and_manifest(tmp_path, capsys):
+    from tests.test_camera_files import POSES, assert_camera, camera_json, vhap_transforms
+
+    demo = Player(SIGNAL_DEMO_SOURCE.load(), backend="cpu")
+    demo.set_view(width=64, height=40)
+    front = demo.camera()  # a camera file at the demo's front view
+    camera_json(tmp_path / "cam.json", front.viewmat.double().numpy(), front.K.double().numpy().tolist(), 64, 40)
+    vhap_transforms(tmp_path / "transforms.json")
+    design = tmp_path / "design.csv"
+    design.write_text("# fps: 10\n# driver: signal\n# end: 0.2\nid,camera,camera_index,size,view\n"
+                      "own_size,cam.json,,,\n"
+                      "scaled,transforms.json,8,96x64,front\n"
+                      "turned,cam.json,,,profile left\n"
+                      "no_camera,,3,,\n"
+                      "absent,transforms.json,99,,\n"
+                      "missing,missing.json,,,\n")
+    assert stimuli(design, "-o", tmp_path / "refused") == 2
+    err = capsys.readouterr().err
+    assert "row 3 (line 7): view: profile left with a camera: the camera file sets the view" in err
+    assert "row 4 (line 8): camera_index: given without a camera" in err
+    assert "row 5 (line 9): camera: no frame with camera_index 99 (the file has 0, 3, 8)" in err
+    assert "row 6 (line 10): camera: missing.json: no such file" in err
+    assert "the design has 4 problems" in err and not (tmp_path / "refused").exists()
+
+    design.write_text("\n".join(design.read_text().splitlines()[:6]) + "\n")
+    own, scaled = resolve(read_design(design), merged_defaults(read_design(design)), None)
+    assert (own.view.width, own.view.height, own.camera, own.camera_index) == (64, 40, tmp_path / "cam.json", None)
+    assert (scaled.view.width, scaled.view.height, scaled.camera_index) == (96, 64, 8)
+    assert_camera(scaled.view.camera, POSES[8])
+    design.write_text("\n".join(design.read_text().splitlines()[:5]) + "\n")
+    assert stimuli(design, "-o", tmp_path / "out") == 0
+    record, = manifest(tmp_path / "out")["stimuli"]
+    parameters = record["parameters"]
+    assert (parameters["camera"], parameters["camera_index"]) == (str(tmp_path / "cam.json"), None)
+    assert (parameters["width"], parameters["height"], record["distance"]) == (64, 40, None)
+    assert record["inputs"]["camera"]["sha256"] == sha256(tmp_path / "cam.json")
+    frames, meta = decoded_frames(tmp_path / "out" / record["outputs"]["mp4"]["file"])
+    assert meta["size"] == (64, 40) and len(frames) == 2

@@ -252,7 +252,7 @@ def test_designs_that_are_not_regular_files(tmp_path, capsys, name, problem):
 def test_file_references_are_checked_for_what_they_are(folder, capsys):
     design = folder / "d.csv"
     design.write_text("id,audio,weights,generator,avatar,motion,flame,blendshapes\n"
-                      "a,pipe.wav,/dev/zero,voice.wav,pipe.wav,folder,,\n"
+                      "a,pipe.wav,/dev/zero,voice.wav,pipe.wav,pipe.wav,,\n"
                       "b,folder,,folder,folder,,pipe.wav,/dev/zero\n"
                       "c,voice.wav,,none,none.ply,,,\n")
     assert main(["stimuli", str(design), "-o", str(folder / "out"), "--check"]) == 2
@@ -261,7 +261,7 @@ def test_file_references_are_checked_for_what_they_are(folder, capsys):
                  "row 1 (line 2): weights: /dev/zero: not a regular file",
                  "row 1 (line 2): generator: voice.wav: not a folder",
                  "row 1 (line 2): avatar: pipe.wav: not a regular file",
-                 "row 1 (line 2): motion: folder: is a folder, not a file",
+                 "row 1 (line 2): motion: pipe.wav: not a regular file",
                  "row 2 (line 3): audio: folder: is a folder, not a file",
                  "row 2 (line 3): flame: pipe.wav: not a regular file",
                  "row 2 (line 3): blendshapes: /dev/zero: not a regular file",

@@ -12,8 +12,7 @@ import torch
 
 from avatar_app.demo.head import EXPRESSIONS
 from models.rig.blendshapes import BlendshapeModel
-from models.rig.flame import FlameRig
-from models.rig.mapping import fit_flame_mapping, rig_forward
+from models.rig.mapping import MappingRig, fit_flame_mapping
 
 # name → ({expression component: weight}, jaw opening in radians)
 SPEECH = {
@@ -56,22 +55,22 @@ def _flame_rows(table: dict) -> np.ndarray:
     return rows
 
 
-def build_demo_blendshapes(rig: FlameRig) -> BlendshapeModel:
+def build_demo_blendshapes(flame: MappingRig) -> BlendshapeModel:
     """Displacement bases from the FLAME poses above, with their FLAME mapping fitted back."""
-    forward = rig_forward(rig)
-    neutral = forward(torch.zeros(1, 100), torch.zeros(1, 3))[0]
+    forward, neutral = flame.forward, flame.neutral
     fits, bases = [], []
     for table in (SPEECH, EXPRESSION):
         rows = torch.from_numpy(_flame_rows(table))
-        basis = (forward(rows[:, :100], rows[:, 100:]) - neutral).numpy()
+        with torch.no_grad():
+            basis = (forward(rows[:, :100], rows[:, 100:]) - torch.from_numpy(neutral)).numpy()
         bases.append(basis)
-        fits.append(fit_flame_mapping(basis, forward, neutral.numpy()))
+        fits.append(fit_flame_mapping(basis, forward, neutral))
     profiles = np.array([[EMOTIONS[e].get(name, 0.0) for name in EXPRESSION] for e in EMOTIONS], np.float32)
     return BlendshapeModel(
         speech_names=tuple(SPEECH), expression_names=tuple(EXPRESSION), emotion_names=tuple(EMOTIONS),
         speech_basis=bases[0], expression_basis=bases[1],
         speech_to_flame=fits[0].coeffs, expression_to_flame=fits[1].coeffs,
-        emotion_profiles=profiles, template=neutral.numpy(),
+        emotion_profiles=profiles, template=neutral,
         speech_mapping_error=fits[0].error, expression_mapping_error=fits[1].error,
-        source="demo blendshapes",
+        flame_fingerprint=flame.fingerprint, flame_name=flame.name, source="demo blendshapes",
     )

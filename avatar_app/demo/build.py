@@ -15,7 +15,8 @@ from avatar_app.demo.head import build_demo_head
 from common.atomic import atomic_write
 from common.errors import InputError
 from models.audio.sources import load_wav, resample, save_wav
-from models.rig.flame import FlameParams, FlameRig, load_flame, save_flame_params
+from models.rig.flame import FlameParams, load_flame, save_flame_params
+from models.rig.mapping import MappingRig
 from renderer.ply import write_ply
 
 DEMO_SENTENCE = ("Hello! I am your demo head. Move the emotion sliders, "
@@ -44,7 +45,7 @@ def build_demo(out: Path = DEMO_DIR, speech: bool = True) -> list[Path]:
     v = head.arrays["v_template"].shape[0]
     neutral = FlameParams.neutral(1, np.zeros(300, np.float32), np.zeros((1, v, 3), np.float32))
     save_flame_params(neutral, out / "avatar" / "flame_param.npz")
-    build_demo_blendshapes(FlameRig(load_flame(flame_path))).save(out / "blendshapes.npz")
+    build_demo_blendshapes(MappingRig.of(load_flame(flame_path))).save(out / "blendshapes.npz")
     written = [flame_path, out / "avatar" / "point_cloud.ply", out / "avatar" / "flame_param.npz",
                out / "blendshapes.npz"]
     if speech:

@@ -117,6 +117,9 @@ class FileActions:
     def ask_record(self) -> None:
         settings = self.session.settings
         size = tuple(int(v) for v in str(settings.value("export/size", "512x512")).split("x"))
+        camera = self.session.player.view.camera
+        if camera is not None:  # a camera from a file: its own image size (even, for the MP4)
+            size = (camera.width // 2 * 2, camera.height // 2 * 2)
         dialog = ExportDialog(size, self.session.player.clip.fps, self.parent)
         if dialog.exec() != QDialog.Accepted:
             return

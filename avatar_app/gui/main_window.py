@@ -7,6 +7,7 @@ rendered frame and nothing the user does waits for the renderer."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,7 @@ from ..clip import ClipSource
 from ..player import VIEW_PRESETS, Player, View
 from . import viewport as view_controls
 from .actions import add_action
+from .camera_dialog import ask_camera
 from .curves import CurvePanel, curve_data
 from .emotion_panel import EmotionPanel
 from .file_actions import FileActions
@@ -72,7 +74,7 @@ class MainWindow(QMainWindow):
         self.curves = CurvePanel(self)
         self.clock = PlaybackClock(self)
         self.worker = RenderWorker(self)
-        self.files = FileActions(self.session, self, lambda: self.viewport.render_size(1 << 14))
+        self.files = FileActions(self.session, self, lambda: self._render_size(1 << 14))
         self._build_layout()
         self._build_menus()
         self._build_status_bar()
@@ -124,10 +126,17 @@ class MainWindow(QMainWindow):
         add_action(self, play, "Set emotion key at playhead", self.set_key, Qt.Key_K)
         add_action(self, play, "Delete emotion key at playhead", self.delete_key, QKeySequence.Delete)
 
+        face = bar.addMenu("F&ace")
+        face.setToolTipsVisible(True)  # a disabled entry says why
+        self.expression_space_action = add_action(self, face, "Stay inside the avatar's expressions",
+                                                  self.toggle_expression_space)
+        self.expression_space_action.setCheckable(True)
+
         view = bar.addMenu("&View")
         for name, (yaw, pitch) in VIEW_PRESETS.items():
             add_action(self, view, name, lambda y=yaw, p=pitch: self.set_view_angles(y, p))
         add_action(self, view, "Reset view", self.reset_view, "R")
+        add_action(self, view, "Camera from file…", self.choose_camera)
         view.addSeparator()
         add_action(self, view, "Background colour…", self.choose_background)
 
@@ -154,10 +163,10 @@ class MainWindow(QMainWindow):
         t.step_requested.connect(self.step)
         t.seek_requested.connect(self.seek_frame)
         v = self.viewport
-        v.orbited.connect(lambda dx, dy: self._change_view(view_controls.orbit(self._view(), dx, dy)))
-        v.panned.connect(lambda dx, dy: self._change_view(view_controls.pan(self._view(), dx, dy, self._distance(),
-                                                                            self.viewport.height())))
-        v.zoomed.connect(lambda notches: self._change_view(view_controls.zoom(notches, self._distance())))
+        v.orbited.connect(lambda dx, dy: self._gesture(lambda: view_controls.orbit(self._view(), dx, dy)))
+        v.panned.connect(lambda dx, dy: self._gesture(lambda: view_controls.pan(self._view(), dx, dy, self._distance(),
+                                                                                 self.viewport.height())))
+        v.zoomed.connect(lambda notches: self._gesture(lambda: view_controls.zoom(notches, self._distance())))
         v.reset_requested.connect(self.reset_view)
         v.resized.connect(lambda: self._change_view({}))
         e = self.emotion_panel
@@ -178,6 +187,7 @@ class MainWindow(QMainWindow):
         bs = player.avatar.blendshapes
         self.emotion_panel.set_emotion_names(bs.emotion_names if bs is not None else ())
         self._sync_panel()
+        self._show_expression_space()
         self.clock.set_audio(player.clip.audio)
         if self.clock.silent_reason and player.clip.audio is not None:
             self.statusBar().showMessage(self.clock.silent_reason, 8000)
@@ -286,6 +296,25 @@ class MainWindow(QMainWindow):
         self._change_mark = (self._serial, time.perf_counter())
         self._curve_timer.start()
 
+    def toggle_expression_space(self) -> None:
+        self.session.set_expression_space(self.expression_space_action.isChecked())
+        self._show_expression_space()
+
+    def _show_expression_space(self) -> None:
+        """The toggle shows the player's setting; on an avatar without tracked expressions (or
+        without blendshapes) it is disabled and its tooltip says why."""
+        action, player = self.expression_space_action, self.session.player
+        try:
+            player.expression_space()
+            action.setEnabled(True)
+            action.setToolTip("Keep each frame's expression inside the principal subspace and ranges of the "
+                              "avatar's own tracked expressions (its flame_param.npz), and the jaw inside its "
+                              "tracked range")
+        except InputError as err:
+            action.setEnabled(False)
+            action.setToolTip(str(err))
+        action.setChecked(player.performance.expression_space == "avatar")
+
     def _update_curves(self) -> None:
         try:
             self.curves.set_data(curve_data(self.session.player))
@@ -307,9 +336,34 @@ class MainWindow(QMainWindow):
         self._interact()
         self.request_render()
 
+    def _gesture(self, changes: Callable[[], dict[str, object]]) -> None:
+        """A drag or the wheel. Over a camera from a file it carries on from that camera's pose
+        in the orbit view (`Player.orbit_from_camera`), as leaving a camera view does in 3D tools."""
+        self.session.player.orbit_from_camera()
+        self._change_view(changes())
+
     def set_view_angles(self, yaw: float, pitch: float) -> None:
-        self.session.player.set_view(yaw=yaw, pitch=pitch)
+        self.session.player.set_view(yaw=yaw, pitch=pitch, camera=None)
         self.request_render()
+
+    def choose_camera(self) -> None:
+        """View → Camera from file…: the camera replaces the orbit view until Reset view or a drag."""
+        try:
+            chosen = ask_camera(self)
+        except InputError as err:
+            self.show_error("Cannot use this camera", err)
+            return
+        if chosen is not None:
+            path, camera = chosen
+            self.session.player.set_view(camera=camera)
+            self.statusBar().showMessage(f"camera from {path} ({camera.width}×{camera.height}); Reset view (R) "
+                                         "returns to the orbit", 8000)
+            self.request_render()
+
+    def _render_size(self, max_side: int) -> tuple[int, int]:
+        """The viewport's size for a frame; with a camera from a file, the largest at its aspect ratio."""
+        camera = self._view().camera
+        return self.viewport.render_size(max_side, None if camera is None else camera.width / camera.height)
 
     def reset_view(self) -> None:
         self.session.player.reset_view()
@@ -345,7 +399,7 @@ class MainWindow(QMainWindow):
         preview = self.wants_preview()
         player = self.session.player
         side = PREVIEW_SIDE if preview else FULL_SIDE.get(player.backend, 1024)
-        width, height = self.viewport.render_size(side)
+        width, height = self._render_size(side)
         self._serial += 1
         self.worker.submit(RenderRequest(player.snapshot(), self.session.frame, width, height, preview, self._serial))
 

@@ -89,9 +89,15 @@ class Session(QObject):
         previous = self.player
         self.player, self.avatar_source, self.clip_source = player, avatar_source, clip_source
         if previous is not player:
-            player.set_view(**dataclasses.asdict(previous.view))
+            player.set_view(**vars(previous.view))  # not asdict: that would take a file camera apart
+            performance = dataclasses.replace(previous.performance)
             try:
-                player.set_performance(previous.performance)
+                player.set_expression_space(performance.expression_space)
+            except InputError as err:
+                performance.expression_space = "free"
+                self.tell(f"expressions are free again: {err}", 8000)
+            try:
+                player.set_performance(performance)
             except InputError:
                 self.tell("the new blendshape model has other emotions: emotions reset", 8000)
         self.frame = min(self.frame, self.num_frames - 1)
@@ -109,6 +115,17 @@ class Session(QObject):
         else:
             self.player.set_emotions(mix)
         self.performanceChanged.emit(False)
+
+    def set_expression_space(self, inside: bool) -> bool:
+        """Keep expressions inside the avatar's own tracked ones, or free; False (after `failed`)
+        when this avatar has none."""
+        try:
+            self.player.set_expression_space("avatar" if inside else "free")
+        except InputError as err:
+            self.fail("Cannot stay inside the avatar's expressions", err)
+            return False
+        self.performanceChanged.emit(False)
+        return True
 
     def set_gains(self, speech: float, expression: float) -> None:
         perf = self.player.performance
@@ -140,9 +157,12 @@ class Session(QObject):
         self.performanceChanged.emit(True)
 
     def apply_preset(self, path: Path) -> bool:
-        """Replace the performance by a saved preset; False (after `failed`) if it does not fit."""
+        """Replace the performance by a saved preset (the expression space stays: presets do not
+        carry it); False (after `failed`) if it does not fit."""
         try:
-            self.player.set_performance(load_preset(path))
+            preset = load_preset(path)
+            preset.expression_space = self.player.performance.expression_space
+            self.player.set_performance(preset)
         except InputError as err:
             self.fail("Cannot load preset", f"{path}: {err}" if str(path) not in str(err) else err)
             return False

@@ -67,10 +67,13 @@ class Viewport(QWidget):
     def sizeHint(self) -> QSize:
         return QSize(560, 560)
 
-    def render_size(self, max_side: int) -> tuple[int, int]:
-        """The widget's size in device pixels, scaled down to `max_side`, even (for video)."""
+    def render_size(self, max_side: int, aspect: float | None = None) -> tuple[int, int]:
+        """The widget's size in device pixels (with an `aspect` width/height, the largest such
+        size inside it), scaled down to `max_side`, even (for video)."""
         ratio = self.devicePixelRatioF()
         w, h = self.width() * ratio, self.height() * ratio
+        if aspect is not None:
+            w, h = min(w, h * aspect), min(h, w / aspect)
         scale = min(1.0, max_side / max(w, h))
         return max(16, int(w * scale) // 2 * 2), max(16, int(h * scale) // 2 * 2)
 

@@ -69,7 +69,13 @@ def software() -> dict[str, str]:
 
 
 def sha256_file(path: Path) -> str:
+    """SHA-256 of a file; of a folder (a motion folder of per-frame files), of its entries' names
+    and hashes in name order."""
     digest = hashlib.sha256()
+    if path.is_dir():
+        for entry in sorted(path.iterdir()):
+            digest.update(f"{entry.name}\0{sha256_file(entry)}\n".encode())
+        return digest.hexdigest()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
@@ -94,11 +100,13 @@ def input_files(stimulus: Stimulus) -> dict[str, Path]:
     source, clip = stimulus.avatar, stimulus.clip
     ply = find_point_cloud(source.avatar)
     files = {"point_cloud": ply, "flame_param": ply.parent / "flame_param.npz", "flame": source.flame,
-             "blendshapes": source.blendshapes, "audio": clip.audio, "weights": clip.weights, "motion": clip.motion}
+             "blendshapes": source.blendshapes, "audio": clip.audio, "weights": clip.weights, "motion": clip.motion,
+             "camera": stimulus.camera}
     if source.generator is not None:
         files["generator_config"] = source.generator / CONFIG_FILE
         files["generator_weights"] = source.generator / WEIGHTS_FILE
-    return {role: path for role, path in files.items() if path is not None and Path(path).is_file()}
+    return {role: path for role, path in files.items()
+            if path is not None and (Path(path).is_file() or role == "motion" and Path(path).is_dir())}
 
 
 @dataclass

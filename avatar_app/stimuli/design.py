@@ -36,11 +36,13 @@ COLUMNS = {
     "driver": "learned or signal",
     "audio": "speech WAV: drives the face, or is the soundtrack of weights/motion",
     "weights": "a *.weights.npz sequence",
-    "motion": "FLAME motion (GaussianAvatars flame_param keys)",
+    "motion": "FLAME motion: flame_param keys, VHAP tracked_flame_params*.npz, or a flame_param/ folder",
     "emotion": "happy=0.8, a mix happy=0.5;surprised=0.3, or a name scaled by intensity",
     "intensity": "0..1: scales the emotion",
     "view": "front, three-quarter left/right, profile left/right, or yaw/pitch[/distance]",
-    "size": "WIDTHxHEIGHT (even)",
+    "camera": "a camera file (transforms*.json or a camera JSON): replaces the view",
+    "camera_index": "the camera_index of the transforms file's frame to use (default: its first frame)",
+    "size": "WIDTHxHEIGHT (even; default: the camera's size, else 512x512)",
     "fps": "frames per second",
     "background": "white, black, gray, #rrggbb or r,g,b",
     "start": "seconds into the source where the clip starts",
@@ -49,12 +51,13 @@ COLUMNS = {
     "lead_out": "seconds of still neutral face with silence after",
     "speech_gain": "speech strength (1 = as driven)",
     "expression_gain": "expression strength (1 = as driven)",
+    "expression_space": "free, or avatar: keep each frame inside the avatar's own tracked expressions",
     "seed": "seeds anything random while the clip is made",
 }
-DEFAULTS = {"avatar": "demo", "driver": "learned", "view": "front", "size": "512x512", "fps": "30",
+DEFAULTS = {"avatar": "demo", "driver": "learned", "view": "front", "fps": "30",
             "background": "white", "start": "0", "lead_in": "0", "lead_out": "0", "speech_gain": "1",
-            "expression_gain": "1", "seed": "0"}
-PATH_COLUMNS = ("avatar", "flame", "blendshapes", "generator", "audio", "weights", "motion")
+            "expression_gain": "1", "expression_space": "free", "seed": "0"}
+PATH_COLUMNS = ("avatar", "flame", "blendshapes", "generator", "audio", "weights", "motion", "camera")
 _DEFAULT_LINE = re.compile(r"#\s*([A-Za-z_]+)\s*:\s*(.*?)\s*$")
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml where PyYAML has it: far faster
 _TAG = "tag:yaml.org,2002:"

@@ -2,7 +2,6 @@
 weights CSV. Lead-in and lead-out are the still neutral face with silence around the clip."""
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +57,8 @@ def apex_frame(player: Player, frames: int) -> int:
     does not change, the frame where the face moves most. Measured `_APEX_CHUNK` frames at a
     time, so a long clip needs no more memory than a short one."""
     bs = player.avatar.blendshapes
+    if bs is None and player.rig is None:  # a static 3DGS scene: nothing moves
+        return 0
     if bs is None:
         params = player.flame_params(0, frames)
         return int(np.argmax(np.linalg.norm(np.concatenate([params.expr, params.jaw_pose], 1), axis=1)))
@@ -89,7 +90,7 @@ def make_stimulus(stimulus: Stimulus, folder: Path, outputs: Outputs, players: P
     camera distance and what loudness normalisation did."""
     torch.manual_seed(stimulus.seed)
     player = players.get(stimulus.avatar)
-    player.set_view(**dataclasses.asdict(stimulus.view))
+    player.set_view(**vars(stimulus.view))  # not asdict: that would take the camera apart
     player.set_performance(stimulus.performance)
     fps = stimulus.fps
     clip = player.load_clip(stimulus.clip, fps)
@@ -113,7 +114,7 @@ def make_stimulus(stimulus: Stimulus, folder: Path, outputs: Outputs, players: P
     level = clip.loudness
     return {
         "frames": total, "duration": total / fps, "apex_frame": apex, "frames_sha256": digest.hexdigest(),
-        "distance": player.auto_distance() if stimulus.view.distance is None else stimulus.view.distance,
+        "distance": None if stimulus.view.camera is not None else stimulus.view.distance or player.auto_distance(),
         "loudness_in": None if level is None else round(level.level_in, 3),
         "gain_db": None if level is None else round(level.gain_db, 3),
         "loudness_out": None if level is None else round(level.level_out, 3),

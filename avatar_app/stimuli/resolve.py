@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Literal
 
@@ -17,11 +17,15 @@ from common.limits import MAX_DURATION_S
 from models.audio.loudness import LoudnessTarget
 from models.rig.blendshapes import BlendshapeModel, WeightSequence
 from models.rig.emotion import check_emotions, parse_emotions
+from models.rig.expression_space import EXPRESSION_SPACES, ExpressionSpace
+from models.rig.flame import FlameParams, load_flame_params
+from renderer.camera import Camera
+from renderer.camera_files import load_camera
 
-from ..avatar import AvatarSource, resolve_avatar_source
+from ..avatar import AvatarSource, find_point_cloud, resolve_avatar_source
 from ..clip import ClipSource
 from ..options import parse_colour, parse_size
-from ..player import VIEW_PRESETS, Performance, View
+from ..player import VIEW_PRESETS, Performance, View, fit_expression_space
 from ..video import check_video_size
 from .design import Design, DesignRow, one_line
 
@@ -61,15 +65,18 @@ class Stimulus:
     expression_gain: float
     seed: int
     levels: dict[str, str] = field(default_factory=dict)
+    camera: Path | None = None  # the camera file of view.camera, and the frame's camera_index in it
+    camera_index: int | None = None
+    expression_space: str = "free"
 
     @property
     def performance(self) -> Performance:
         return Performance(emotions=dict(self.emotions), speech_gain=self.speech_gain,
-                           expression_gain=self.expression_gain)
+                           expression_gain=self.expression_gain, expression_space=self.expression_space)
 
     def parameters(self) -> dict[str, Any]:
         """Every resolved setting, JSON-able (paths as text)."""
-        view = asdict(self.view)
+        view = asdict(replace(self.view, camera=None))  # the camera is recorded as its file
         return {
             "id": self.id,
             "avatar": _path_text(self.avatar.avatar), "flame": _path_text(self.avatar.flame),
@@ -81,10 +88,11 @@ class Stimulus:
             "loudness_target": str(self.clip.loudness) if self.clip.loudness else None,
             "emotion_mix": ";".join(f"{k}={v:g}" for k, v in self.emotions.items()),
             "yaw": view["yaw"], "pitch": view["pitch"], "distance": view["distance"],
+            "camera": _path_text(self.camera), "camera_index": self.camera_index,
             "width": view["width"], "height": view["height"], "fps": self.fps,
             "background": "#" + "".join(f"{round(c * 255):02x}" for c in view["background"]),
             "lead_in": self.lead_in, "lead_out": self.lead_out, "speech_gain": self.speech_gain,
-            "expression_gain": self.expression_gain, "seed": self.seed,
+            "expression_gain": self.expression_gain, "expression_space": self.expression_space, "seed": self.seed,
         }
 
 
@@ -163,15 +171,32 @@ class _Row:
 
 
 class _Models:
-    """Blendshape models met while checking, loaded once each."""
+    """Blendshape models and cameras met while checking, loaded once each."""
 
     def __init__(self) -> None:
         self.loaded: dict[Path, BlendshapeModel] = {}
+        self.cameras: dict[tuple[Path, int | None], Camera] = {}
+        self.spaces: dict[tuple[Path, bool], ExpressionSpace] = {}
 
     def get(self, path: Path) -> BlendshapeModel:
         if path not in self.loaded:
             self.loaded[path] = BlendshapeModel.load(path)
         return self.loaded[path]
+
+    def check_expression_space(self, source: AvatarSource) -> None:
+        """Check that the avatar has tracked expressions to stay inside (its flame_param.npz
+        beside the point cloud, as `Player.expression_space` fits it) and a blendshape model."""
+        key = (source.avatar, source.blendshapes is not None)
+        if key not in self.spaces:
+            ply = find_point_cloud(source.avatar)
+            tracked = ply.parent / "flame_param.npz"
+            params = load_flame_params(tracked) if tracked.is_file() else FlameParams.neutral(1)
+            self.spaces[key] = fit_expression_space(params, key[1], str(ply))
+
+    def camera(self, path: Path, index: int | None) -> Camera:
+        if (path, index) not in self.cameras:
+            self.cameras[path, index] = load_camera(path, index)
+        return self.cameras[path, index]
 
 
 def resolve(design: Design, defaults: dict[str, str], loudness: LoudnessTarget | None) -> list[Stimulus]:
@@ -235,7 +260,8 @@ def _emotions(r: _Row, source: AvatarSource | None, models: _Models) -> dict[str
 
 def _clip(r: _Row, source: AvatarSource | None, models: _Models, fps: float,
           loudness: LoudnessTarget | None) -> ClipSource | None:
-    paths = {column: r.path(column) for column in ("audio", "weights", "motion")}
+    paths = {column: r.path(column, "file or folder" if column == "motion" else "file")
+             for column in ("audio", "weights", "motion")}
     if paths["weights"] and paths["motion"]:
         r.note("weights and motion: give one of them")
         return None
@@ -264,6 +290,31 @@ def _size(text: str) -> tuple[int, int]:
     return width, height
 
 
+def _camera(r: _Row, models: _Models) -> tuple[Path | None, int | None, Camera | None]:
+    """The row's camera file, camera_index and camera; the view must then be the default front
+    (the camera replaces the orbit) and the size, when not given, is the camera's."""
+    path, index = r.path("camera"), r.get("camera_index", _whole)
+    if r.values.get("camera_index") and not r.values.get("camera"):
+        r.note("camera_index: given without a camera")
+    if path is None:
+        return None, None, None
+    view = r.values.get("view", "front")
+    try:
+        if parse_view(view) != (0.0, 0.0, None):
+            r.note(f"view: {view} with a camera: the camera file sets the view (leave view empty or front)")
+    except InputError:
+        pass  # noted by the view column itself
+    try:
+        camera = models.camera(path, index)
+    except InputError as err:
+        r.note(f"camera: {str(err).removeprefix(f'{path}: ')}")
+        return path, index, None
+    if not r.values.get("size") and (camera.width % 2 or camera.height % 2):
+        r.note(f"camera: its image is {camera.width}x{camera.height}, and an MP4 needs an even width and height: "
+               "give a size")
+    return path, index, camera
+
+
 def _resolve_row(r: _Row, models: _Models, loudness: LoudnessTarget | None) -> Stimulus | None:
     identifier = r.get("id", _id)
     if not r.values.get("id"):
@@ -279,21 +330,41 @@ def _resolve_row(r: _Row, models: _Models, loudness: LoudnessTarget | None) -> S
     fps = r.get("fps", lambda t: _number(t, 1.0, 240.0), 30.0)
     clip = _clip(r, source, models, fps, loudness)
     yaw, pitch, distance = r.get("view", parse_view, (0.0, 0.0, None))
-    width, height = r.get("size", _size, (512, 512))
+    camera_path, camera_index, camera = _camera(r, models)
+    width, height = r.get("size", _size, (512, 512) if camera is None else (camera.width, camera.height))
     background = r.get("background", parse_colour, (1.0, 1.0, 1.0))
     lead_in, lead_out = (r.get(c, lambda t: _number(t, 0.0, 60.0), 0.0) for c in ("lead_in", "lead_out"))
     speech_gain, expression_gain = (r.get(c, lambda t: _number(t, 0.0, 10.0), 1.0)
                                     for c in ("speech_gain", "expression_gain"))
-    seed = r.get("seed", _seed, 0)
+    expression_space = _expression_space(r, source, models)
+    seed = r.get("seed", _whole, 0)
     if not r.ok:
         return None
-    view = View(width=width, height=height, yaw=yaw, pitch=pitch, distance=distance, background=background)
+    view = View(width=width, height=height, yaw=yaw, pitch=pitch, distance=distance, background=background,
+                camera=camera)
     levels = {k: v for k, v in r.values.items() if k != "id"}
     return Stimulus(identifier, r.row.number, source, clip, emotions, view, fps, lead_in, lead_out, speech_gain,
-                    expression_gain, seed, levels)
+                    expression_gain, seed, levels, camera_path, camera_index, expression_space)
 
 
-def _seed(text: str) -> int:
+def _expression_space(r: _Row, source: AvatarSource | None, models: _Models) -> str:
+    """free or avatar; avatar only for an avatar with tracked expressions and blendshapes."""
+    name = r.get("expression_space", _space, "free")
+    if name == "avatar" and source is not None:
+        try:
+            models.check_expression_space(source)
+        except InputError as err:
+            r.note(f"expression_space: {err}")
+    return name
+
+
+def _space(text: str) -> str:
+    if text.lower() not in EXPRESSION_SPACES:
+        raise InputError(f"{text!r}: use one of {', '.join(EXPRESSION_SPACES)}")
+    return text.lower()
+
+
+def _whole(text: str) -> int:
     try:
         value = int(text)
     except ValueError:

@@ -30,7 +30,7 @@ from common.errors import InputError
 from models.learning.datasets import MeshSequence
 from models.learning.training import TrainingRun, train
 from models.rig.blendshapes import BlendshapeModel
-from models.rig.mapping import Forward, fit_flame_mapping
+from models.rig.mapping import MappingRig, fit_flame_mapping
 from models.rig.regions import geometric_regions
 
 KIND = "blendshape-learner"
@@ -236,12 +236,13 @@ def _window(group: list[torch.Tensor], length: int, rng: np.random.Generator) ->
 
 
 def build_model(learned: BlendshapeLearner, speech: Sequence[MeshSequence], expression: Sequence[MeshSequence],
-                template: np.ndarray, forward: Forward, emotion_names: Sequence[str],
+                flame: MappingRig, emotion_names: Sequence[str],
                 source: str = "learned blendshapes",
                 progress: Callable[[str], None] = lambda _: None) -> BlendshapeModel:
     """The blendshape model (docs/architecture.md §Formats): bases scaled so own-domain weights reach ~1 (99th percentile),
-    the FLAME mapping fitted through `forward` around `template`, emotion profiles from the
-    labelled expression clips and geometric region masks."""
+    the FLAME mapping fitted through `flame` around its neutral (and `flame` recorded), emotion
+    profiles from the labelled expression clips and geometric region masks."""
+    template = flame.neutral
     speech_basis, expression_basis = learned.full_bases()
     own = [np.concatenate([learned.encode(s.displacements)[k] for s in group]) for k, group in ((0, speech), (1, expression))]
     units = [np.maximum(np.percentile(w, 99, axis=0), 1e-6) for w in own]
@@ -249,7 +250,7 @@ def build_model(learned: BlendshapeLearner, speech: Sequence[MeshSequence], expr
     expression_basis *= units[1][:, None, None]
 
     progress("fitting the FLAME mapping")
-    fits = [fit_flame_mapping(basis, forward, template) for basis in (speech_basis, expression_basis)]
+    fits = [fit_flame_mapping(basis, flame.forward, template) for basis in (speech_basis, expression_basis)]
     profiles = emotion_profiles(learned, expression, emotion_names) / units[1]
     moving = np.zeros(learned.vertices, bool)
     moving[learned.moving.numpy()] = True
@@ -263,7 +264,7 @@ def build_model(learned: BlendshapeLearner, speech: Sequence[MeshSequence], expr
         emotion_profiles=profiles, template=template,
         speech_mapping_error=fits[0].error, expression_mapping_error=fits[1].error,
         region_names=tuple(regions), region_masks=np.stack([regions[name] for name in regions]).astype(np.float32),
-        source=source,
+        flame_fingerprint=flame.fingerprint, flame_name=flame.name, source=source,
     )
 
 

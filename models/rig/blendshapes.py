@@ -10,6 +10,7 @@ import csv
 import io
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, InitVar, dataclass, field, fields
 from typing import BinaryIO, Self
@@ -35,6 +36,9 @@ from models.rig.npz import checked_float32, read_npz
 FLAME_EXPR = 100
 FLAME_PARAMS = FLAME_EXPR + 3  # expression coefficients, then jaw_pose xyz (axis-angle)
 FORMAT_VERSION = 1
+FINGERPRINT_CHARS = 16
+FINGERPRINT = re.compile(f"[0-9a-f]{{{FINGERPRINT_CHARS}}}")
+MAX_FILE_NAME_CHARS = 255
 
 
 def _names(source: str, key: str, value: Sequence[str] | np.ndarray) -> tuple[str, ...]:
@@ -62,6 +66,15 @@ def _array(source: str, key: str, value: np.ndarray, shape: tuple[int | None, ..
         wanted = "(" + ", ".join("T" if w is None else str(w) for w in shape) + ")"
         raise InputError(f"{source}: {key} has shape {array.shape}, expected {wanted}")
     return checked_float32(array, f"{source}: {key}", bound)
+
+
+def _text(source: str, key: str, value: str | np.ndarray, limit: int) -> str:
+    """One line of printable text (a str, or a 0-d string array as loaded), at most `limit` characters."""
+    array = np.asarray(value) if isinstance(value, (str, np.ndarray)) else None
+    text = str(array) if array is not None and array.shape == () and array.dtype.kind == "U" else None
+    if text is None or len(text) > limit or not text.isprintable():
+        raise InputError(f"{source}: {key} must be one line of text of at most {limit} characters")
+    return text
 
 
 def _distinct(source: str, speech_names: tuple[str, ...], expression_names: tuple[str, ...]) -> None:
@@ -127,6 +140,10 @@ class BlendshapeModel(_NpzRecord):
     expression_mapping_error: np.ndarray  # (Ke,)
     region_names: tuple[str, ...] = ()  # facial regions (mouth, brows, ...) for metrics and CSTalk
     region_masks: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))  # (R, V) 0/1
+    # The FLAME file the mapping was fitted to (models.rig.mapping.flame_fingerprint, and its file
+    # name for messages); empty in files made before it was recorded.
+    flame_fingerprint: str = ""
+    flame_name: str = ""
     format_version: int = FORMAT_VERSION
     source: InitVar[str] = "blendshape model"
 
@@ -139,6 +156,10 @@ class BlendshapeModel(_NpzRecord):
         self.expression_names = _names(source, "expression_names", self.expression_names)
         self.emotion_names = _names(source, "emotion_names", self.emotion_names)
         self.region_names = _names(source, "region_names", self.region_names)
+        self.flame_fingerprint = _text(source, "flame_fingerprint", self.flame_fingerprint, FINGERPRINT_CHARS)
+        if self.flame_fingerprint and not FINGERPRINT.fullmatch(self.flame_fingerprint):
+            raise InputError(f"{source}: flame_fingerprint must be {FINGERPRINT_CHARS} hexadecimal digits")
+        self.flame_name = _text(source, "flame_name", self.flame_name, MAX_FILE_NAME_CHARS)
         _distinct(source, self.speech_names, self.expression_names)
         self.template = _array(source, "template", self.template, (None, 3), MAX_COORDINATE)
         ks, ke = len(self.speech_names), len(self.expression_names)

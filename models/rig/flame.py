@@ -8,6 +8,7 @@ folder and cannot take a static offset.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -232,27 +233,40 @@ class FlameParams:
         return dataclasses.replace(self, **{key: getattr(self, key)[start:stop] for key in FRAME_KEYS})
 
 
+def read_param_arrays(path: Path, keys: Iterable[str]) -> dict[str, np.ndarray]:
+    """Those of `keys` (of PARAM_BOUNDS) that a FLAME parameter file holds, as finite, bounded
+    float32; `expr` must be there."""
+    raw = read_npz(path, keys, "FLAME parameter file")
+    if "expr" not in raw:
+        raise InputError(f"{path}: missing key expr (not a FLAME parameter file)")
+    return {
+        key: checked_float32(_numeric(value, key, str(path)), f"{path}: {key}", PARAM_BOUNDS[key])
+        for key, value in raw.items()
+    }
+
+
+def frame_values(values: dict[str, np.ndarray], where: str) -> dict[str, np.ndarray]:
+    """Per-frame rows (T, width) completed: `expr` with fewer than 100 columns zero-padded, the
+    other missing per-frame keys zero; widths and frame counts checked."""
+    expr = values["expr"]
+    if expr.ndim != 2 or expr.shape[1] > EXPR_DIM:
+        raise InputError(f"{where}: expr has shape {_shape_text(expr.shape)}, expected (T, up to {EXPR_DIM})")
+    values["expr"] = np.pad(expr, ((0, 0), (0, EXPR_DIM - expr.shape[1])))
+    for key, width in FRAME_KEYS.items():
+        values.setdefault(key, np.zeros((expr.shape[0], width), np.float32))
+    _check_frames(values, where)
+    return values
+
+
 def load_flame_params(path: str | Path) -> FlameParams:
-    """Read a GaussianAvatars flame_param.npz or a motion file (no shape/static_offset).
+    """Read a GaussianAvatars flame_param.npz, a motion file (no shape/static_offset) or VHAP's
+    tracked_flame_params*.npz (the same keys, rows in timestep order; its other keys are not read).
 
     Missing per-frame keys other than `expr` are zero; `expr` with fewer than 100 columns is
     zero-padded. `dynamic_offset` is not read: GaussianAvatars' FLAME forward ignores it too.
     """
     path = Path(path)
-    raw = read_npz(path, PARAM_BOUNDS, "FLAME parameter file")
-    if "expr" not in raw:
-        raise InputError(f"{path}: missing key expr (not a FLAME parameter file)")
-    values = {
-        key: checked_float32(_numeric(value, key, str(path)), f"{path}: {key}", PARAM_BOUNDS[key])
-        for key, value in raw.items()
-    }
-    expr = values["expr"]
-    if expr.ndim != 2 or expr.shape[1] > EXPR_DIM:
-        raise InputError(f"{path}: expr has shape {_shape_text(expr.shape)}, expected (T, up to {EXPR_DIM})")
-    values["expr"] = np.pad(expr, ((0, 0), (0, EXPR_DIM - expr.shape[1])))
-    for key, width in FRAME_KEYS.items():
-        values.setdefault(key, np.zeros((expr.shape[0], width), np.float32))
-    _check_frames(values, str(path))
+    values = frame_values(read_param_arrays(path, PARAM_BOUNDS), str(path))
     if "shape" in values:
         if values["shape"].ndim == 2 and values["shape"].shape[0] == 1:
             values["shape"] = values["shape"][0]

@@ -6,15 +6,20 @@ product per frame; the per-blendshape residual tells how faithfully.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from common.errors import InputError
-from models.rig.blendshapes import FLAME_EXPR, FLAME_PARAMS
+from models.rig.blendshapes import FINGERPRINT_CHARS, FLAME_EXPR, FLAME_PARAMS, BlendshapeModel
 from models.rig.flame import FlameParams, FlameRig
+from models.rig.flame_arrays import FlameArrays
+from models.rig.teeth import TEETH_VERTICES
 
 _EXPR_STEP = 1.0  # expression enters FLAME linearly at zero pose: any step is exact
 _JAW_STEP = 0.01  # radians; central differences, so the rotation's curvature costs O(step²)
@@ -39,6 +44,58 @@ def rig_forward(rig: FlameRig) -> Forward:
         return rig(params)
 
     return forward
+
+
+def without_teeth(arrays: FlameArrays) -> FlameArrays:
+    """FLAME as a mapping is fitted through it: without GaussianAvatars' teeth, which blendshapes
+    do not have (`add_teeth` only appends, so this is the file's own model)."""
+    if not arrays.has_teeth:
+        return arrays
+    v = arrays.num_vertices - TEETH_VERTICES
+    return dataclasses.replace(
+        arrays, v_template=arrays.v_template[:v], faces=arrays.faces[(arrays.faces < v).all(axis=1)],
+        shapedirs=arrays.shapedirs[:v], posedirs=arrays.posedirs[:v], J_regressor=arrays.J_regressor[:, :v],
+        weights=arrays.weights[:v], has_teeth=False,
+    )
+
+
+def flame_fingerprint(arrays: FlameArrays) -> str:
+    """A short hash of what a mapping depends on: the template, the expression columns of
+    shapedirs, posedirs, J_regressor, the LBS weights and the joint parents (teeth and shape
+    columns not counted), so two FLAME files agree exactly when a mapping fitted to one is right
+    for the other (FLAME 2020 and 2023 differ)."""
+    arrays = without_teeth(arrays)
+    digest = hashlib.sha256()
+    for part in (arrays.v_template, arrays.shapedirs[..., arrays.n_shape:], arrays.posedirs, arrays.J_regressor,
+                 arrays.weights, arrays.kintree_table[0, 1:]):
+        part = np.ascontiguousarray(part)
+        digest.update(f"{part.dtype.str}{part.shape}".encode())
+        digest.update(part.tobytes())
+    return digest.hexdigest()[:FINGERPRINT_CHARS]
+
+
+@dataclass(frozen=True)
+class MappingRig:
+    """A FLAME file as mappings are fitted through it: its forward at neutral shape and pose
+    (no teeth), its neutral vertices, and what a fitted model records of it."""
+
+    forward: Forward
+    neutral: np.ndarray  # (V, 3) float32
+    fingerprint: str
+    source: str  # the file, for messages
+
+    @property
+    def name(self) -> str:
+        """The file's name, as a model records it."""
+        return Path(self.source).name
+
+    @classmethod
+    def of(cls, arrays: FlameArrays) -> MappingRig:
+        arrays = without_teeth(arrays)
+        forward = rig_forward(FlameRig(arrays))
+        with torch.no_grad():
+            neutral = forward(torch.zeros(1, FLAME_EXPR), torch.zeros(1, 3))[0].numpy()
+        return cls(forward, neutral, flame_fingerprint(arrays), arrays.source)
 
 
 @dataclass(frozen=True)
@@ -73,6 +130,8 @@ def fit_flame_mapping(
         raise InputError("flame mapping: basis or neutral contains NaN or infinite values")
     if int(steps) != steps or steps < 0:
         raise InputError(f"flame mapping: steps {steps} is not a non-negative integer")
+    if not len(basis):
+        return MappingFit(coeffs=np.zeros((0, FLAME_PARAMS), np.float32), error=np.zeros(0))
 
     rest, jacobian = _jacobian_at_zero(forward, neutral.shape[0])
     pseudo_inverse, precondition = _least_norm_solvers(jacobian)
@@ -147,3 +206,19 @@ def _refine(
         done |= torch.where(better, gain <= 1e-5 * loss + floor, scale < 1e-3)
         scale = torch.where(better, torch.clamp(scale * 2.0, max=1.0), scale / 4.0)
     return params.float().numpy(), loss.numpy()
+
+
+def refit_mapping(model: BlendshapeModel, flame: MappingRig, source: str = "refitted blendshapes") -> BlendshapeModel:
+    """`model` with its FLAME mapping fitted again through `flame` (a FLAME of the same mesh):
+    the displacements are kept and now start from `flame`'s neutral, which becomes the template;
+    the errors and the FLAME record are the new fit's."""
+    if model.template.shape[0] != flame.neutral.shape[0]:
+        raise InputError(f"{flame.source}: FLAME with {flame.neutral.shape[0]} vertices (teeth not counted), but the "
+                         f"blendshapes have {model.template.shape[0]}: a mapping can only move to a FLAME of the same mesh")
+    speech, expression = (fit_flame_mapping(basis, flame.forward, flame.neutral)
+                          for basis in (model.speech_basis, model.expression_basis))
+    return dataclasses.replace(
+        model, template=flame.neutral, speech_to_flame=speech.coeffs, expression_to_flame=expression.coeffs,
+        speech_mapping_error=speech.error, expression_mapping_error=expression.error,
+        flame_fingerprint=flame.fingerprint, flame_name=flame.name, source=source,
+    )
