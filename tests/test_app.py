@@ -55,7 +55,7 @@ def window(qtbot, tmp_path):
     qtbot.addWidget(w)
     w.resize(900, 640)
     w.show()
-    qtbot.waitUntil(w.settled, timeout=20000)
+    qtbot.waitUntil(w.settled, timeout=90000)  # the first window of a fresh checkout compiles the numba kernels
     yield w
     w.close()
 
