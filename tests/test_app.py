@@ -361,3 +361,19 @@ def test_camera_from_file_replaces_the_orbit_until_a_drag_or_reset(qtbot, window
     chosen["file"].write_text("{")
     window.choose_camera()
     assert "broken.json" in window.error_box.text() and player.view.camera is None
+
+
+def test_file_menu_opens_a_vhap_motion_folder(qtbot, window, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+
+    from tests.test_motion_files import as_params, tracked, write_vhap_folder
+
+    rows = tracked(12)
+    folder = write_vhap_folder(tmp_path / "flame_param", rows, [f"{t}.npz" for t in range(12)])
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", staticmethod(lambda *a, **k: str(folder)))
+    file_menu = next(a for a in window.menuBar().actions() if a.text().replace("&", "") == "File").menu()
+    next(a for a in file_menu.actions() if a.text().startswith("Open motion folder")).trigger()
+    qtbot.waitUntil(lambda: window.session.clip_source.motion == folder and window.settled(), timeout=20000)
+    motion = window.session.player.clip.motion
+    assert window.session.num_frames == 12
+    np.testing.assert_array_equal(motion.jaw_pose, as_params(rows).jaw_pose)  # in timestep order

@@ -45,7 +45,8 @@ class FileActions:
                 ("Open FLAME model…", lambda: self._ask_open("flame"), None),
                 ("Open blendshape model…", lambda: self._ask_open("blendshapes"), None),
                 ("Open audio…", lambda: self._ask_open("audio"), "Ctrl+A"),
-                ("Open weights or motion…", lambda: self._ask_open("clip"), None)):
+                ("Open weights or motion…", lambda: self._ask_open("clip"), None),
+                ("Open motion folder (VHAP flame_param/)…", self._ask_open_folder, None)):
             add_action(self.parent, menu, text, slot, shortcut)
         self.recent_menu = menu.addMenu("Open recent")
         self._fill_recent()
@@ -65,6 +66,11 @@ class FileActions:
 
     def _ask_open(self, kind: str) -> None:
         path, _ = QFileDialog.getOpenFileName(self.parent, "Open", self._last_dir(), FILTERS[kind])
+        if path:
+            self.open_path(Path(path))
+
+    def _ask_open_folder(self) -> None:
+        path = QFileDialog.getExistingDirectory(self.parent, "Open motion folder", self._last_dir())
         if path:
             self.open_path(Path(path))
 
