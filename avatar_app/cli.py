@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -15,6 +16,7 @@ from common.errors import InputError, interrupt_behind
 from models.audio.loudness import LoudnessTarget
 from models.rig.emotion import parse_emotions
 from models.rig.expression_space import EXPRESSION_SPACES
+from models.rig.living import LAYERS, LivingLayers, check_strength
 from renderer.camera import Camera
 from renderer.camera_files import load_camera
 from renderer.render import BACKEND_HELP, BACKENDS
@@ -60,6 +62,12 @@ def add_performance_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--expression-space", choices=EXPRESSION_SPACES, default="free",
                    help="avatar: keep each frame's expression and jaw inside the avatar's own tracked ones (its "
                         "flame_param.npz), against artefacts from expressions it never saw; free (default): as made")
+    for option, (what, high) in {"--blink": ("blinks (needs a FLAME with eyelid blendshapes)", 1),
+                                 "--gaze": ("saccadic gaze shifts and fixations", 2),
+                                 "--head-motion": ("idle head motion following the speech", 2)}.items():
+        p.add_argument(option, metavar="STRENGTH", help=f"{what}: 0 off, 1 human statistics (default where the "
+                       f"avatar can), up to {high}")
+    p.add_argument("--seed", metavar="N", default="0", help="seed of the blinks, gaze and head motion (default 0)")
     p.add_argument("--fps", type=float, default=DEFAULT_FPS)
     p.add_argument("--start", type=float, default=0.0, metavar="SECONDS", help="start this far into the audio, weights or motion")
     p.add_argument("--duration", type=float, metavar="SECONDS", help="trim (or, for a still clip, set) the length")
@@ -115,6 +123,25 @@ def apply_performance(args: argparse.Namespace, player: Player) -> None:
         raise InputError(f"--expression-space {args.expression_space}: {err}") from None
 
 
+def living_layers(args: argparse.Namespace, player: Player) -> LivingLayers:
+    """--blink, --gaze, --head-motion and --seed over the default for the player's clip: every
+    layer the avatar can show, at strength 1, except over a FLAME motion (which carries its own
+    lids, eyes and head); a layer asked for that it cannot show is refused."""
+    seed = args.seed.strip()
+    if not (seed.isascii() and seed.isdigit()) or int(seed) >= 2**31:
+        raise InputError(f"--seed {args.seed}: a whole number in 0..2147483647")
+    default = LivingLayers(seed=int(seed)) if player.clip.motion is not None else player.default_living(int(seed))
+    strengths, off = dataclasses.asdict(default), player.living_unavailable()
+    for name, (option, high) in LAYERS.items():
+        text = getattr(args, name)
+        if text is None:
+            continue
+        strengths[name] = check_strength(option, text, high)
+        if strengths[name] > 0 and name in off:
+            raise InputError(f"{option} {text}: {off[name]}")
+    return LivingLayers(**strengths)
+
+
 def clip_source(args: argparse.Namespace, avatar: Avatar, demo: bool) -> ClipSource:
     """The timeline's source from --audio / --weights / --motion (or the avatar's own defaults)."""
     paths = {k: Path(v) if v else None for k, v in (("audio", args.audio), ("weights", args.weights),
@@ -150,6 +177,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     player.set_view(width=width, height=height, yaw=args.yaw or 0.0, pitch=args.pitch or 0.0, distance=args.distance,
                     background=parse_colour(args.background), camera=camera)
     clip = player.load_clip(clip_source(args, player.avatar, source.avatar == DEMO_AVATAR), args.fps)
+    player.set_living(living_layers(args, player))
 
     start = time.perf_counter()
     with tqdm(total=clip.num_frames, unit="frame", desc="rendering", disable=args.quiet) as bar:
@@ -179,6 +207,7 @@ def cmd_app(args: argparse.Namespace) -> int:
     player.set_view(camera=camera)
     clip = clip_source(args, player.avatar, source.avatar == DEMO_AVATAR)
     player.load_clip(clip, args.fps)
+    player.set_living(living_layers(args, player))
     return run_app(player, source, clip, snapshot=Path(args.snapshot) if args.snapshot else None)
 
 

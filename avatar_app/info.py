@@ -96,7 +96,8 @@ def describe(path: Path) -> str:
         f = load_flame(path, teeth=False)
         teeth = " (GaussianAvatars adds teeth: 5143 vertices, 10144 faces)" if f.num_vertices == FLAME_VERTICES else ""
         return (f"{path}: FLAME model\n  vertices: {f.num_vertices}, faces: {f.num_faces}{teeth}\n"
-                f"  shape components: {f.n_shape}, expression components: {f.n_expr}, joints: {f.J_regressor.shape[0]}")
+                f"  shape components: {f.n_shape}, expression components: {f.n_expr}, joints: {f.J_regressor.shape[0]}\n"
+                f"  eyelid blendshapes: {'yes (blinks)' if f.eyelids is not None else 'none (no blinks)'}")
     if kind == "blendshapes":
         m = BlendshapeModel.load(path)
         err = np.concatenate([m.speech_mapping_error, m.expression_mapping_error]).max(initial=0.0) * 1000

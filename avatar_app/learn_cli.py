@@ -42,7 +42,8 @@ def add_learning_commands(sub: argparse._SubParsersAction) -> None:
     b.add_argument("-o", "--output", required=True, metavar="NPZ", help="blendshape model to write")
     b.add_argument("--flame", metavar="FILE", help="FLAME model for the mapping (default: the demo head's)")
     b.add_argument("--speech-blendshapes", type=int, default=4)
-    b.add_argument("--expression-blendshapes", type=int, default=9)
+    b.add_argument("--expression-blendshapes", type=int, default=None,
+                   help="(default: with --synthetic as many as the planted model has, else 9)")
     b.add_argument("--sparsity", type=float, default=None, help="weight of the L1 penalty on cross-domain weights (default 0.3)")
     b.add_argument("--checkpoint", metavar="DIR", help="checkpoint folder (default: OUTPUT.checkpoint)")
     b.set_defaults(run=_command("cmd_train_blendshapes"))
@@ -63,6 +64,8 @@ def add_learning_commands(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--wav2vec2", metavar="DIR", help="local wav2vec2 model folder (save_pretrained layout)")
     s.add_argument("--correlation", action="store_true", help="supervise with the CSTalk correlation module")
     s.add_argument("--correlation-steps", type=int, default=600)
+    s.add_argument("--espeak", type=int, default=0, metavar="N",
+                   help="add N talking clips spoken by espeak-ng (5 languages, 8 voices) to --synthetic")
     s.set_defaults(run=_command("cmd_train_speech"))
 
     e = sub.add_parser("evaluate", help="LVE, FDD, leakage, mapping error (and subspace angles on synthetic data)")
@@ -72,5 +75,8 @@ def add_learning_commands(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--signal-blendshapes", metavar="NPZ", help="its blendshape model (default: the demo's)")
     e.add_argument("--flame", metavar="FILE", help="re-measure the FLAME mapping error through this model")
     e.add_argument("--json", action="store_true")
+    e.add_argument("--espeak-heldout", type=int, default=0, metavar="N",
+                   help="instead: lip sync on N espeak-ng clips in languages and voices never trained on "
+                        "(LVE, FDD, jaw-envelope r, bilabial closures)")
     e.set_defaults(run=_command("cmd_evaluate"))
 

@@ -11,6 +11,7 @@ import shutil
 import time
 import zipfile
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -35,12 +36,14 @@ from models.learning.correlation import (
     train_correlation,
 )
 from models.learning.datasets import MeshSequence, load_florence, load_vocaset
+from models.learning.espeak_corpus import HELDOUT, EspeakSpec
 from models.learning.evaluation import (
     evaluation_regions,
     face_metrics,
     intensities,
     leakage,
     least_squares_weights,
+    lipsync_metrics,
     subspace_angles,
 )
 from models.learning.generator_training import train_generator
@@ -48,6 +51,7 @@ from models.learning.metrics import mapping_error
 from models.learning.synthetic_corpus import (
     CorpusSpec,
     PlantedCorpus,
+    add_espeak,
     make_corpus,
     planted_model,
     write_corpus,
@@ -63,7 +67,11 @@ from .outputs import check_output_file, check_output_folder, holds_only, staged_
 
 def synthetic_corpus(args: argparse.Namespace) -> PlantedCorpus:
     planted = planted_model(BlendshapeModel.load(DEMO_BLENDSHAPES))
-    return make_corpus(planted, CorpusSpec(speech_clips=args.speech_clips, seed=args.corpus_seed))
+    clips = getattr(args, "espeak", 0)
+    if clips < 0:
+        raise InputError(f"--espeak {clips}: the number of espeak-ng clips must be at least 0")
+    espeak = EspeakSpec(clips=clips, seed=args.corpus_seed) if clips else None
+    return make_corpus(planted, CorpusSpec(speech_clips=args.speech_clips, seed=args.corpus_seed), espeak)
 
 
 def gather(args: argparse.Namespace) -> tuple[list[MeshSequence], list[MeshSequence], list[MeshSequence],
@@ -114,8 +122,9 @@ def cmd_train_blendshapes(args: argparse.Namespace) -> int:
     if not emotions:
         raise InputError("no expression clip is labelled with an emotion "
                          f"({', '.join(EMOTIONS)}): emotion profiles cannot be estimated")
-    config = LearnerConfig(speech_blendshapes=args.speech_blendshapes,
-                           expression_blendshapes=args.expression_blendshapes, sparsity=args.sparsity if args.sparsity is not None else LearnerConfig.sparsity)
+    count = args.expression_blendshapes or (len(corpus.planted.expression_names) if corpus is not None else 9)
+    config = LearnerConfig(speech_blendshapes=args.speech_blendshapes, expression_blendshapes=count,
+                           sparsity=args.sparsity if args.sparsity is not None else LearnerConfig.sparsity)
     check_output_file(args.output, is_our_npz, "blendshape model")
     checkpoint = check_output_folder(args.checkpoint or f"{args.output}.checkpoint", holds_only(CHECKPOINT_FILES),
                                      "checkpoints")
@@ -125,7 +134,8 @@ def cmd_train_blendshapes(args: argparse.Namespace) -> int:
     learner = train_blendshapes(speech, expression, config, run)
     flame = MappingRig.of(load_flame(args.flame or DEMO_FLAME))
     model = build_model(learner, speech, expression, flame, emotions, source=str(args.output),
-                        progress=lambda text: None if args.quiet else print(text))
+                        progress=lambda text: None if args.quiet else print(text),
+                        reference=corpus.planted if corpus is not None else None)
     model.save(args.output)
     summary = {"seconds": time.perf_counter() - started,
                "speech_mapping_error_mm": float(model.speech_mapping_error.max() * 1e3),
@@ -161,6 +171,8 @@ def cmd_fit_mapping(args: argparse.Namespace) -> int:
 
 
 def cmd_train_speech(args: argparse.Namespace) -> int:
+    if args.espeak and not args.synthetic:
+        raise InputError("--espeak adds espeak-ng clips to the synthetic corpus: give --synthetic too")
     started = time.perf_counter()
     output = check_output_folder(args.output, holds_only(CHECKPOINT_FILES), "generator")
     model = BlendshapeModel.load(args.blendshapes)
@@ -195,6 +207,8 @@ def correlation_loss(model: BlendshapeModel, sequences: list[MeshSequence], args
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    if args.espeak_heldout:
+        return evaluate_heldout(args)
     speech, expression, emotional, corpus = gather(args)
     talking = [*speech, *emotional]
     regions = evaluation_regions(talking)
@@ -215,6 +229,28 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if corpus is not None:
         rows["planted truth"] = {**leakage(corpus.planted, speech, expression),
                                  **face_metrics(corpus.planted, lambda s: corpus.truth[s.name], talking, regions)}
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print_table(rows)
+    return 0
+
+
+def heldout_corpus(clips: int, seed: int = HELDOUT.seed) -> PlantedCorpus:
+    """`clips` espeak-ng talking clips in the held-out languages and voices, planted on the demo head."""
+    if clips < 1:
+        raise InputError(f"--espeak-heldout {clips}: give at least 1 clip")
+    planted = planted_model(BlendshapeModel.load(DEMO_BLENDSHAPES))
+    return add_espeak(PlantedCorpus(planted=planted), replace(HELDOUT, clips=clips, seed=seed))
+
+
+def evaluate_heldout(args: argparse.Namespace) -> int:
+    """The lip-sync table on held-out espeak-ng clips: every driver and the planted truth."""
+    corpus = heldout_corpus(args.espeak_heldout, args.corpus_seed + HELDOUT.seed)
+    rows = {name: lipsync_metrics(corpus.planted, model, drive, corpus.speech, corpus.phonemes)
+            for name, model, drive in drivers(args)}
+    rows["planted truth"] = lipsync_metrics(corpus.planted, corpus.planted, lambda s: corpus.truth[s.name],
+                                            corpus.speech, corpus.phonemes)
     if args.json:
         print(json.dumps(rows, indent=2))
     else:

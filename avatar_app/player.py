@@ -17,14 +17,17 @@ from typing import Iterator, Sequence
 
 import numpy as np
 import torch
+from scipy.spatial.transform import Rotation
 
 from common.errors import InputError
+from models.audio.loudness import frame_levels
 from models.drivers.contract import SpeechDriver
 from models.drivers.signal import SignalSpeechDriver
 from models.rig.blendshapes import WeightSequence
 from models.rig.emotion import EmotionTrack, check_emotions
 from models.rig.expression_space import EXPRESSION_SPACES, ExpressionSpace
 from models.rig.flame import FlameParams
+from models.rig.living import LAYERS, LivingLayers, LivingTrack, living_track, speech_energy, widening_apex
 from renderer.binding import bind, bind_covariances
 from renderer.camera import Camera, frame_head, orbit_camera
 from renderer.camera_files import scaled_camera
@@ -65,13 +68,15 @@ class Performance:
 
     With keyframes the emotions follow the keyframe track; without, the `emotions` mix holds
     for the whole clip. `expression_space` "avatar" keeps each frame inside the avatar's own
-    tracked expressions (`models/rig/expression_space.py`); "free" leaves them as generated."""
+    tracked expressions (`models/rig/expression_space.py`); "free" leaves them as generated.
+    `living` adds blinks, gaze and idle head motion (`models/rig/living.py`); off by default."""
 
     emotions: dict[str, float] = field(default_factory=dict)
     speech_gain: float = 1.0
     expression_gain: float = 1.0
     keyframes: EmotionTrack = EmotionTrack()
     expression_space: str = "free"
+    living: LivingLayers = LivingLayers()
 
     def intensities(self, times: np.ndarray, names: Sequence[str]) -> np.ndarray:
         """(T, E) emotion intensities at `times` seconds, emotions in the order of `names`."""
@@ -91,6 +96,25 @@ def fit_expression_space(params: FlameParams | None, blendshapes: bool, ply: str
                          "expressions the blendshapes make (--blendshapes FILE)")
     tracked = Path(ply).parent / "flame_param.npz"
     return ExpressionSpace.fit(params, str(tracked) if tracked.is_file() else f"{ply} (no flame_param.npz beside it)")
+
+
+def _add_living(params: FlameParams, track: LivingTrack, start: int, stop: int) -> None:
+    """Rows start..stop-1 of the living layers onto `params`: the gaze and head rotations
+    composed after the motion's own eyes_pose and neck_pose, the eyelids closed by the blink's
+    share of what is still open."""
+    rows = slice(start, stop)
+    for key, layer in (("eyes_pose", track.eyes_pose[rows]), ("neck_pose", track.neck_pose[rows])):
+        own = np.asarray(params_value(params, key), np.float64).reshape(-1, 3)
+        ours = np.asarray(layer, np.float64).reshape(-1, 3)
+        composed = (Rotation.from_rotvec(ours) * Rotation.from_rotvec(own)).as_rotvec() if len(own) else own
+        setattr(params, key, composed.reshape(stop - start, -1).astype(np.float32))
+    lids = np.asarray(params_value(params, "eyelids"), np.float32)
+    params.eyelids = lids + (1 - lids) * track.eyelids[rows]
+
+
+def params_value(params: FlameParams, key: str) -> np.ndarray:
+    value = getattr(params, key)
+    return value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
 
 
 class Cancelled(Exception):
@@ -120,6 +144,7 @@ class Player:
         self._weights_cache: dict = {}  # see _chunk_weights
         self._intensity_cache: dict = {}  # see _intensities
         self._expression_spaces: dict = {}  # see expression_space
+        self._living_cache: dict = {}  # see _living_track
 
     @property
     def clip(self) -> Clip:
@@ -135,11 +160,18 @@ class Player:
         return len(self.gaussians)
 
     def _framing_points(self) -> torch.Tensor:
+        """What the auto-framing fits into view: a rigged avatar's neutral FLAME head down to its
+        chin (the lowest vertex that follows the jaw), so the face fills the frame and the neck
+        and shoulders below it do not count; a static scene's bulk of Gaussians."""
         if self.rig is None:
             means = self.gaussians.means
             lo, hi = torch.quantile(means, 0.01, dim=0), torch.quantile(means, 0.99, dim=0)
             return torch.stack([lo, hi]).cpu()
-        return self.rig(self._neutral(1)).cpu()
+        vertices = self.rig(self._neutral(1))[0].cpu()
+        jaw = self.rig.lbs_weights[:, 2].cpu() > 0.5
+        if not jaw.any():
+            return vertices
+        return vertices[vertices[:, 1] >= vertices[jaw, 1].min()]
 
     def _neutral(self, frames: int) -> FlameParams:
         p = self.avatar.params
@@ -165,7 +197,34 @@ class Player:
         expression space."""
         self._check_emotion_names(sorted({*performance.emotions, *performance.keyframes.emotion_names()}))
         self._check_expression_space(performance.expression_space)
+        self._check_living(performance.living)
         self.performance = copy.deepcopy(performance)
+
+    def set_living(self, layers: LivingLayers) -> None:
+        """Take the blink, gaze and head-motion strengths and seed (an InputError says why this
+        avatar cannot show a layer asked for)."""
+        self._check_living(layers)
+        self.performance.living = layers
+
+    def living_unavailable(self) -> dict[str, str]:
+        """Layer name → why this avatar cannot show it (absent: it can)."""
+        if self.rig is None:
+            return dict.fromkeys(LAYERS, f"{self.avatar.source}: a static 3DGS scene has no FLAME to move")
+        if not self.rig.has_eyelids:
+            return {"blink": f"the FLAME model {self.rig.source} has no eyelid blendshapes "
+                             "(l_eyelid, r_eyelid) to blink with"}
+        return {}
+
+    def default_living(self, seed: int = 0) -> LivingLayers:
+        """Every layer this avatar can show at strength 1 (the app's and `render`'s default)."""
+        off = self.living_unavailable()
+        return LivingLayers(**{name: 0.0 if name in off else 1.0 for name in LAYERS}, seed=seed)
+
+    def _check_living(self, layers: LivingLayers) -> None:
+        off = self.living_unavailable()
+        for name in LAYERS:
+            if getattr(layers, name) > 0 and name in off:
+                raise InputError(off[name])
 
     def set_expression_space(self, name: str) -> None:
         """Leave expressions "free", or keep them inside the "avatar"'s own tracked expressions
@@ -270,19 +329,40 @@ class Player:
                               speech_names=bs.speech_names, expression_names=bs.expression_names)
 
     def flame_params(self, start: int, stop: int) -> FlameParams:
-        """Per-frame FLAME parameters of frames start..stop-1 under the current settings."""
+        """Per-frame FLAME parameters of frames start..stop-1 under the current settings: the
+        motion (or neutral), plus the blendshapes' expression and jaw, plus the living layers."""
         clip, bs = self.clip, self.avatar.blendshapes
         frames = stop - start
         params = clip.motion.slice(start, stop) if clip.motion is not None else self._neutral(frames)
         params.shape, params.static_offset = self.avatar.params.shape, self.avatar.params.static_offset
-        if bs is None:
-            return params
-        expr, jaw = bs.to_flame(*self.weights(start, stop))
-        params.expr = np.asarray(params.expr, np.float32) + expr
-        params.jaw_pose = np.asarray(params.jaw_pose, np.float32) + jaw
-        if self.performance.expression_space == "avatar":
-            params.expr, params.jaw_pose = self.expression_space().apply(params.expr, params.jaw_pose)
+        if bs is not None:
+            expr, jaw = bs.to_flame(*self.weights(start, stop))
+            params.expr = np.asarray(params.expr, np.float32) + expr
+            params.jaw_pose = np.asarray(params.jaw_pose, np.float32) + jaw
+            if self.performance.expression_space == "avatar":
+                params.expr, params.jaw_pose = self.expression_space().apply(params.expr, params.jaw_pose)
+        if self.performance.living.active:
+            _add_living(params, self._living_track(), start, stop)
         return params
+
+    def _living_track(self) -> LivingTrack:
+        """The living layers of the whole clip (so any range is the same rows of it), kept while
+        the clip, the layers and the emotion intensities stay the same (shared with snapshots)."""
+        clip, layers = self.clip, self.performance.living
+        intensities = self._intensities() if self.avatar.blendshapes is not None else np.zeros((clip.num_frames, 0))
+        cached = self._living_cache.get("track")  # one read: other threads may replace it
+        if cached is not None and cached[0] is clip and cached[1] == layers and cached[2] is intensities:
+            return cached[3]
+        energy = self._living_cache.get("energy")
+        if energy is None or energy[0] is not clip:
+            levels = (frame_levels(clip.audio, clip.fps, clip.num_frames) if clip.audio is not None
+                      else np.full(clip.num_frames, -120.0))
+            energy = (clip, speech_energy(levels))
+            self._living_cache["energy"] = energy
+        names = self.avatar.blendshapes.emotion_names if self.avatar.blendshapes is not None else ()
+        track = living_track(layers, clip.num_frames, clip.fps, energy[1], widening_apex(intensities, names))
+        self._living_cache["track"] = (clip, layers, intensities, track)
+        return track
 
     @torch.no_grad()
     def render_range(self, start: int, stop: int, batch: int | None = None, cancel: threading.Event | None = None,

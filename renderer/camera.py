@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 DEFAULT_FOVY = 20.0  # degrees, as the GaussianAvatars viewer
-HEAD_FILL = 0.8      # the head fills this fraction of the image height by default
+HEAD_FILL = 0.88     # the framed points (a head down to its chin) fill this fraction of the image height
 
 
 @dataclass

@@ -879,7 +879,7 @@ def make_bases(assets: Path) -> Bases:
     frames = np.arange(30, dtype=np.float32)[:, None]
     weights = {"fps": np.float64(30.0),
                "speech": (0.25 + 0.25 * np.sin(frames / 3 + np.arange(4))).astype(np.float32),
-               "expression": np.full((30, 12), 0.1, np.float32),
+               "expression": np.full((30, len(blendshapes["expression_names"])), 0.1, np.float32),
                "speech_names": blendshapes["speech_names"], "expression_names": blendshapes["expression_names"]}
     t = np.arange(10, dtype=np.float32)[:, None]
     motion = {"expr": (0.3 * np.sin(t / 2 + np.arange(100) / 7)).astype(np.float32),

@@ -232,7 +232,7 @@ def test_render_at_a_file_camera_equals_the_brute_force(tmp_path, bound_avatar, 
     out = tmp_path / "frames"
     args = ["render", "--avatar", str(folder), "--flame", str(folder / "flame.npz"), "--camera", str(camera_file),
             "--fps", "10", "--duration", "0.1", "--background", ",".join(map(str, BACKGROUND)), "--backend", "cpu",
-            "-q", "-o", str(out)]
+            "--gaze", "0", "--head-motion", "0", "-q", "-o", str(out)]  # the neutral pose: no living layers
     args += (["--camera-index", str(index)] if index is not None else []) + (["--size", size] if size else [])
     assert main(args) == 0
     width, height = (int(v) for v in size.split("x")) if size else (WIDTH, HEIGHT)

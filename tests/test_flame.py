@@ -194,7 +194,7 @@ def test_flame_params_round_trip(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["flame_param.npz"]
     with np.load(path) as raw:
         assert set(raw.files) == {"shape", "expr", "rotation", "neck_pose", "jaw_pose", "translation",
-                                  "eyes_pose", "static_offset", "dynamic_offset"}
+                                  "eyes_pose", "eyelids", "static_offset", "dynamic_offset"}  # eyelids: VHAP's
         assert all(raw[key].dtype == np.float32 for key in raw.files)
         assert raw["dynamic_offset"].shape == (5, V, 3) and not raw["dynamic_offset"].any()
     loaded = load_flame_params(path)

@@ -20,6 +20,7 @@ from models.learning.blendshape_learner import (
     build_model,
     train_blendshapes,
 )
+from models.learning.blendshape_names import MATCH, match_reference
 from models.learning.datasets import load_florence, load_vocaset
 from models.learning.evaluation import (
     evaluation_regions,
@@ -124,14 +125,16 @@ def test_learner_recovers_the_planted_subspaces(learned, corpora, planted):
     paths: angles ≤ 8.8° (speech) and ≤ 7.8° (expression), own-domain errors ≤ 0.026 and ≤ 0.068.
     Trained 100 or 500 steps, without sparsity and decoupling, or from a random start: an angle
     ≥ 19°, and but for 500 steps an own-domain error ≥ 0.37. The bounds sit between the two, on
-    a log scale."""
+    a log scale. On the demo head with one-AU expression blendshapes (issue 15) the expression
+    error is 0.164 at 1000 steps and 0.167 at 2000 (the speech one 0.02), against 0.78 after 100
+    steps and 2.2 without sparsity and decoupling: its bound moved to 0.3."""
     speech_basis, expression_basis = learned.full_bases()
     angles = subspace_angles(replace(planted, speech_basis=speech_basis, expression_basis=expression_basis), planted)
     held_out = corpora[1]
     errors = [own_domain_error(learned, group, own) for own, group in enumerate((held_out.speech, held_out.expression))]
     print(angles, "held-out own-domain relative RMS errors", np.round(errors, 3))
     assert angles["speech_angle_deg"] < 13.0 and angles["expression_angle_deg"] < 13.0
-    assert max(errors) < 0.15
+    assert errors[0] < 0.15 and errors[1] < 0.3
 
 
 def cross_energy(learner, corpus):
@@ -153,11 +156,16 @@ def test_sparsity_constraint_keeps_the_domains_apart(corpora, planted):
     assert with_constraint * 4 < without_constraint
 
 
-def test_learned_model_mapping_reproduces_each_blendshape(learned, corpora, planted):
+@pytest.fixture(scope="module")
+def model(learned, corpora, planted):
+    corpus = corpora[0]
+    return build_model(learned, corpus.speech, corpus.expression, MappingRig.of(load_flame(DEMO_FLAME)),
+                       planted.emotion_names, reference=planted)
+
+
+def test_learned_model_mapping_reproduces_each_blendshape(model, planted):
     flame = MappingRig.of(load_flame(DEMO_FLAME))
     forward, neutral = flame.forward, flame.neutral
-    corpus = corpora[0]
-    model = build_model(learned, corpus.speech, corpus.expression, flame, planted.emotion_names)
     assert (model.flame_fingerprint, model.flame_name) == (flame.fingerprint, DEMO_FLAME.name)
     for basis, coeffs, reported in ((model.speech_basis, model.speech_to_flame, model.speech_mapping_error),
                                     (model.expression_basis, model.expression_to_flame,
@@ -169,6 +177,32 @@ def test_learned_model_mapping_reproduces_each_blendshape(learned, corpora, plan
     truth = planted.displacements(np.zeros((1, 4)), planted.emotion_profiles[None, 0])
     learned_apex = np.tensordot(happy, model.expression_basis, 1)
     assert np.linalg.norm(learned_apex - truth[0]) < 0.35 * np.linalg.norm(truth[0])
+
+
+def test_learned_blendshapes_are_the_planted_ones_by_name(model, planted):
+    """Re-based on the data's extreme poses, each learned blendshape is one planted blendshape
+    (the speech ones the purest poses the talking shows: lips_wide and lips_round never come
+    without some jaw_open) and takes its name."""
+    for kind in ("speech", "expression"):
+        names, basis = getattr(model, f"{kind}_names"), getattr(model, f"{kind}_basis")
+        index, cosine = match_reference(basis, getattr(planted, f"{kind}_basis"))
+        print(kind, dict(zip(names, np.round(cosine, 3))))
+        assert cosine.min() >= MATCH
+        assert names == tuple(getattr(planted, f"{kind}_names")[i] for i in index)
+
+
+def test_learned_weights_read_0_to_1(model, corpora):
+    """Each domain's weights, fitted to its held-out clips through the model's bases, peak near 1
+    (the 99th percentile is the unit) and hardly go negative; the emotion profiles too."""
+    for k, group in enumerate((corpora[1].speech, corpora[1].expression)):
+        bases = np.concatenate([model.speech_basis, model.expression_basis]).reshape(-1, model.template.size)
+        frames = np.concatenate([s.displacements for s in group]).reshape(-1, model.template.size)
+        weights = np.linalg.lstsq(bases.T, frames.T, rcond=None)[0].T
+        own = weights[:, :len(model.speech_names)] if k == 0 else weights[:, len(model.speech_names):]
+        high, low = np.percentile(own, 99, axis=0), np.percentile(own, 1, axis=0)
+        print(np.round(high, 2), np.round(low, 2))
+        assert ((0.5 <= high) & (high <= 1.5)).all() and (low >= -0.2).all()
+    assert model.emotion_profiles.min() > -0.2
 
 
 @pytest.fixture(scope="module")

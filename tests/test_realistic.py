@@ -60,8 +60,9 @@ def test_replays_its_motion_at_the_dataset_camera(player):
     mesh projects to through the JSON's K and world_to_camera, and moves from frame to frame."""
     tracked = np.load(player.avatar.source.replace("point_cloud.ply", "flame_param.npz"))
     params = player.flame_params(0, 300)
-    for key in FRAME_KEYS:
-        np.testing.assert_array_equal(getattr(params, key), tracked[key], err_msg=key)
+    for key in FRAME_KEYS:  # a key the file lacks (eyelids: GaussianAvatars writes none) plays as zeros
+        expected = tracked[key] if key in tracked else np.zeros_like(getattr(params, key))
+        np.testing.assert_array_equal(getattr(params, key), expected, err_msg=key)
     frames = {}
     for first in (0, 150, 296):
         rendered = list(player.render_range(first, first + 4))

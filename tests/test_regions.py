@@ -40,7 +40,7 @@ def label(labels, name):
     return labels == REGIONS.index(name)
 
 
-@pytest.mark.parametrize("fraction", [None, 1e-4, 0.02])
+@pytest.mark.parametrize("fraction", [None, 1e-4, 0.01])  # 0.01: a coarse mask; the eye corners move ~2 % of the jaw
 def test_demo_regions_contain_the_painted_features(demo, fraction):
     template, labels, peak = demo
     moving = None if fraction is None else peak > fraction * peak.max()

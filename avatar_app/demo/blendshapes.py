@@ -21,28 +21,35 @@ SPEECH = {
     "lips_round": ({"lips_round": 1.0}, 0.06),
     "lips_closed": ({"lips_press": 1.0}, 0.0),
 }
+# One FACS action unit each (Ekman & Friesen 1978; see head._expression_dirs), jaw_drop AU26.
 EXPRESSION = {
-    "smile": ({"smile": 1.0, "cheek_raise": 0.6}, 0.0),
-    "frown": ({"frown": 1.0}, 0.0),
-    "brow_raise": ({"brow_raise": 1.0}, 0.0),
-    "brow_lower": ({"brow_lower": 1.0}, 0.0),
-    "brow_inner_up": ({"brow_inner_up": 1.0}, 0.0),
-    "eyes_wide": ({"eyes_wide": 1.0}, 0.0),
-    "eyes_squint": ({"eyelids_close": 0.35, "cheek_raise": 0.4}, 0.0),
-    "nose_wrinkle": ({"nose_wrinkle": 1.0, "upper_lip_raise": 0.5}, 0.0),
-    "lips_press": ({"lips_press": 0.8}, 0.0),
-    "lip_stretch": ({"lip_stretch": 1.0}, 0.02),
-    "smirk_left": ({"smile_left": 1.0}, 0.0),
-    "jaw_drop": ({}, 0.22),
+    "smile": ({"smile": 1.0}, 0.0),                          # AU12
+    "cheek_raise": ({"cheek_raise": 1.0}, 0.0),              # AU6
+    "frown": ({"frown": 1.0}, 0.0),                          # AU15
+    "brow_inner_up": ({"brow_inner_up": 1.0}, 0.0),          # AU1
+    "brow_outer_up": ({"brow_outer_up": 1.0}, 0.0),          # AU2
+    "brow_lower": ({"brow_lower": 1.0}, 0.0),                # AU4
+    "eyes_wide": ({"eyes_wide": 1.0}, 0.0),                  # AU5
+    "lid_tighten": ({"lower_lid_raise": 1.0}, 0.0),          # AU7
+    "nose_wrinkle": ({"nose_wrinkle": 1.0}, 0.0),            # AU9
+    "upper_lip_raise": ({"upper_lip_raise": 1.0}, 0.0),      # AU10
+    "lower_lip_depress": ({"lower_lip_depress": 1.0}, 0.0),  # AU16
+    "lip_stretch": ({"lip_stretch": 1.0}, 0.0),              # AU20
+    "lips_tighten": ({"lips_tighten": 1.0}, 0.0),            # AU23/24
+    "dimple_left": ({"dimple_left": 1.0}, 0.0),              # AU14, left side only
+    "jaw_drop": ({}, 0.14),                                   # AU26
 }
+# EMFACS signatures (Friesen & Ekman 1983) at intensity 1; their AU readings on the demo head
+# are in the README and asserted by tests/test_action_units.py.
 EMOTIONS = {
-    "happy": {"smile": 1.0, "eyes_squint": 0.5},
-    "sad": {"brow_inner_up": 1.0, "frown": 0.8, "eyes_squint": 0.3},
-    "angry": {"brow_lower": 1.0, "lips_press": 0.8, "eyes_wide": 0.3},
-    "surprised": {"brow_raise": 1.0, "eyes_wide": 1.0, "jaw_drop": 0.8},
-    "fearful": {"brow_inner_up": 0.7, "brow_raise": 0.5, "eyes_wide": 0.9, "lip_stretch": 0.8},
-    "disgusted": {"nose_wrinkle": 1.0, "brow_lower": 0.5, "frown": 0.3},
-    "contempt": {"smirk_left": 1.0, "eyes_squint": 0.2},
+    "happy": {"smile": 1.0, "cheek_raise": 1.0},
+    "sad": {"brow_inner_up": 1.3, "brow_lower": 0.5, "frown": 1.0},
+    "angry": {"brow_lower": 1.0, "eyes_wide": 0.8, "lid_tighten": 1.0, "lips_tighten": 1.0},
+    "surprised": {"brow_inner_up": 1.0, "brow_outer_up": 1.0, "eyes_wide": 1.0, "jaw_drop": 1.0},
+    "fearful": {"brow_inner_up": 1.0, "brow_outer_up": 0.6, "brow_lower": 0.6, "eyes_wide": 1.0,
+                "lip_stretch": 0.8, "jaw_drop": 0.5},
+    "disgusted": {"nose_wrinkle": 1.0, "upper_lip_raise": 0.8, "frown": 0.6, "lower_lip_depress": 0.8},
+    "contempt": {"dimple_left": 1.0},
 }
 
 

@@ -11,6 +11,7 @@ import numpy as np
 from assets import DEMO_DIR
 from avatar_app.demo.avatar import paint_avatar
 from avatar_app.demo.blendshapes import build_demo_blendshapes
+from avatar_app.demo.eyelids import demo_eyelids
 from avatar_app.demo.head import build_demo_head
 from common.atomic import atomic_write
 from common.errors import InputError
@@ -40,7 +41,7 @@ def build_demo(out: Path = DEMO_DIR, speech: bool = True) -> list[Path]:
     (out / "avatar").mkdir(parents=True, exist_ok=True)
     head = build_demo_head()
     flame_path = out / "flame_demo.npz"
-    atomic_write(flame_path, lambda f: np.savez_compressed(f, **head.arrays))
+    atomic_write(flame_path, lambda f: np.savez_compressed(f, **head.arrays, **demo_eyelids(head)))
     write_ply(paint_avatar(head), out / "avatar" / "point_cloud.ply")
     v = head.arrays["v_template"].shape[0]
     neutral = FlameParams.neutral(1, np.zeros(300, np.float32), np.zeros((1, v, 3), np.float32))

@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
 )
 
 GAIN_MAX = 200  # percent
+LIVING = {"blink": ("Blinks", 100), "gaze": ("Gaze", 200), "head_motion": ("Head motion", 200)}  # name, max %
 
 
 class PercentSlider(QWidget):
@@ -60,6 +61,7 @@ class PercentSlider(QWidget):
 class EmotionPanel(QWidget):
     emotions_changed = Signal()        # an emotion slider moved by the user
     gains_changed = Signal()           # speech or expression strength moved by the user
+    living_changed = Signal()          # a blink, gaze or head-motion strength moved by the user
     key_requested = Signal()
     delete_key_requested = Signal()
     clear_keys_requested = Signal()
@@ -81,6 +83,17 @@ class EmotionPanel(QWidget):
         strength_layout = QVBoxLayout(strength)
         strength_layout.addWidget(self.speech_gain)
         strength_layout.addWidget(self.expression_gain)
+
+        alive = QGroupBox("Alive", self)
+        alive.setToolTip("Blinks, saccadic gaze and idle head motion at human statistics (100 %); seeded, "
+                         "recorded with the performance and carried by a FLAME motion export")
+        alive_layout = QVBoxLayout(alive)
+        self.living_sliders: dict[str, PercentSlider] = {}
+        for name, (label, maximum) in LIVING.items():
+            slider = PercentSlider(label, maximum, alive)
+            slider.changed.connect(self.living_changed)
+            alive_layout.addWidget(slider)
+            self.living_sliders[name] = slider
 
         keys = QGroupBox("Emotion keyframes", self)
         self.key_label = QLabel("none: the sliders hold for the whole clip", keys)
@@ -106,6 +119,7 @@ class EmotionPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(self._emotion_box)
         layout.addWidget(strength)
+        layout.addWidget(alive)
         layout.addWidget(keys)
         layout.addLayout(buttons)
         layout.addStretch(1)
@@ -144,6 +158,17 @@ class EmotionPanel(QWidget):
     def set_gains(self, speech: float, expression: float) -> None:
         self.speech_gain.set_fraction(speech)
         self.expression_gain.set_fraction(expression)
+
+    def living(self) -> dict[str, float]:
+        return {name: s.fraction() for name, s in self.living_sliders.items()}
+
+    def set_living(self, strengths: dict[str, float], unavailable: dict[str, str]) -> None:
+        """Show the layers' strengths; a layer the avatar cannot show is disabled, its tooltip
+        saying why."""
+        for name, slider in self.living_sliders.items():
+            slider.set_fraction(strengths[name])
+            slider.setEnabled(name not in unavailable)
+            slider.setToolTip(unavailable.get(name, ""))
 
     def dragging(self) -> bool:
         return any(s.slider.isSliderDown() for s in self.emotions.values())

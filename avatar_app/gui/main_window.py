@@ -6,6 +6,7 @@ carries a snapshot of the player to the render thread, so a slider move shows on
 rendered frame and nothing the user does waits for the renderer."""
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -172,6 +173,7 @@ class MainWindow(QMainWindow):
         e = self.emotion_panel
         e.emotions_changed.connect(lambda: s.set_mix(e.mix()))
         e.gains_changed.connect(lambda: s.set_gains(*e.gains()))
+        e.living_changed.connect(lambda: s.set_living(e.living()))
         e.key_requested.connect(self.set_key)
         e.delete_key_requested.connect(self.delete_key)
         e.clear_keys_requested.connect(lambda: s.clear_keys(e.mix()))
@@ -274,6 +276,7 @@ class MainWindow(QMainWindow):
             values = perf.intensities(np.array([self.session.frame_time()]), bs.emotion_names)[0]
             self.emotion_panel.set_mix(dict(zip(bs.emotion_names, values.tolist())))
         self.emotion_panel.set_gains(perf.speech_gain, perf.expression_gain)
+        self.emotion_panel.set_living(dataclasses.asdict(perf.living), self.session.player.living_unavailable())
         self._show_key_state()
 
     def _show_key_state(self) -> None:

@@ -96,6 +96,8 @@ class Session(QObject):
             except InputError as err:
                 performance.expression_space = "free"
                 self.tell(f"expressions are free again: {err}", 8000)
+            performance.living = dataclasses.replace(performance.living, **dict.fromkeys(
+                player.living_unavailable(), 0.0))  # layers the new avatar cannot show stop
             try:
                 player.set_performance(performance)
             except InputError:
@@ -126,6 +128,16 @@ class Session(QObject):
             return False
         self.performanceChanged.emit(False)
         return True
+
+    def set_living(self, strengths: dict[str, float]) -> None:
+        """The blink, gaze and head-motion strengths (the seed stays); a layer the avatar cannot
+        show is refused (`failed`)."""
+        try:
+            self.player.set_living(dataclasses.replace(self.player.performance.living, **strengths))
+        except InputError as err:
+            self.fail("Cannot add this layer", err)
+            return
+        self.performanceChanged.emit(False)
 
     def set_gains(self, speech: float, expression: float) -> None:
         perf = self.player.performance
@@ -158,10 +170,11 @@ class Session(QObject):
 
     def apply_preset(self, path: Path) -> bool:
         """Replace the performance by a saved preset (the expression space stays: presets do not
-        carry it); False (after `failed`) if it does not fit."""
+        carry it, nor the living layers); False (after `failed`) if it does not fit."""
         try:
             preset = load_preset(path)
             preset.expression_space = self.player.performance.expression_space
+            preset.living = self.player.performance.living
             self.player.set_performance(preset)
         except InputError as err:
             self.fail("Cannot load preset", f"{path}: {err}" if str(path) not in str(err) else err)

@@ -53,10 +53,14 @@ COLUMNS = {
     "expression_gain": "expression strength (1 = as driven)",
     "expression_space": "free, or avatar: keep each frame inside the avatar's own tracked expressions",
     "seed": "seeds anything random while the clip is made",
+    "blink": "0..1 blinks at human rate and duration (needs FLAME eyelid blendshapes); 0 (default) off",
+    "gaze": "0..2 saccadic gaze shifts and fixations; 0 (default) off",
+    "head_motion": "0..2 idle head motion following the speech; 0 (default) off",
 }
 DEFAULTS = {"avatar": "demo", "driver": "learned", "view": "front", "fps": "30",
             "background": "white", "start": "0", "lead_in": "0", "lead_out": "0", "speech_gain": "1",
-            "expression_gain": "1", "expression_space": "free", "seed": "0"}
+            "expression_gain": "1", "expression_space": "free", "seed": "0", "blink": "0", "gaze": "0",
+            "head_motion": "0"}
 PATH_COLUMNS = ("avatar", "flame", "blendshapes", "generator", "audio", "weights", "motion", "camera")
 _DEFAULT_LINE = re.compile(r"#\s*([A-Za-z_]+)\s*:\s*(.*?)\s*$")
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml where PyYAML has it: far faster

@@ -18,7 +18,8 @@ from models.audio.loudness import LoudnessTarget
 from models.rig.blendshapes import BlendshapeModel, WeightSequence
 from models.rig.emotion import check_emotions, parse_emotions
 from models.rig.expression_space import EXPRESSION_SPACES, ExpressionSpace
-from models.rig.flame import FlameParams, load_flame_params
+from models.rig.flame import FlameParams, load_flame, load_flame_params
+from models.rig.living import LAYERS, LivingLayers
 from renderer.camera import Camera
 from renderer.camera_files import load_camera
 
@@ -68,11 +69,13 @@ class Stimulus:
     camera: Path | None = None  # the camera file of view.camera, and the frame's camera_index in it
     camera_index: int | None = None
     expression_space: str = "free"
+    living: LivingLayers = LivingLayers()  # blink, gaze, head motion: off unless the design sets them
 
     @property
     def performance(self) -> Performance:
         return Performance(emotions=dict(self.emotions), speech_gain=self.speech_gain,
-                           expression_gain=self.expression_gain, expression_space=self.expression_space)
+                           expression_gain=self.expression_gain, expression_space=self.expression_space,
+                           living=self.living)
 
     def parameters(self) -> dict[str, Any]:
         """Every resolved setting, JSON-able (paths as text)."""
@@ -93,6 +96,7 @@ class Stimulus:
             "background": "#" + "".join(f"{round(c * 255):02x}" for c in view["background"]),
             "lead_in": self.lead_in, "lead_out": self.lead_out, "speech_gain": self.speech_gain,
             "expression_gain": self.expression_gain, "expression_space": self.expression_space, "seed": self.seed,
+            "blink": self.living.blink, "gaze": self.living.gaze, "head_motion": self.living.head_motion,
         }
 
 
@@ -177,6 +181,13 @@ class _Models:
         self.loaded: dict[Path, BlendshapeModel] = {}
         self.cameras: dict[tuple[Path, int | None], Camera] = {}
         self.spaces: dict[tuple[Path, bool], ExpressionSpace] = {}
+        self.eyelids: dict[Path, bool] = {}
+
+    def has_eyelids(self, flame: Path) -> bool:
+        """Whether the FLAME model has eyelid blendshapes (to blink with)."""
+        if flame not in self.eyelids:
+            self.eyelids[flame] = load_flame(flame, teeth=False).eyelids is not None
+        return self.eyelids[flame]
 
     def get(self, path: Path) -> BlendshapeModel:
         if path not in self.loaded:
@@ -338,13 +349,29 @@ def _resolve_row(r: _Row, models: _Models, loudness: LoudnessTarget | None) -> S
                                     for c in ("speech_gain", "expression_gain"))
     expression_space = _expression_space(r, source, models)
     seed = r.get("seed", _whole, 0)
+    living = _living(r, source, models, seed)
     if not r.ok:
         return None
     view = View(width=width, height=height, yaw=yaw, pitch=pitch, distance=distance, background=background,
                 camera=camera)
     levels = {k: v for k, v in r.values.items() if k != "id"}
     return Stimulus(identifier, r.row.number, source, clip, emotions, view, fps, lead_in, lead_out, speech_gain,
-                    expression_gain, seed, levels, camera_path, camera_index, expression_space)
+                    expression_gain, seed, levels, camera_path, camera_index, expression_space, living)
+
+
+def _living(r: _Row, source: AvatarSource | None, models: _Models, seed: int) -> LivingLayers:
+    """The blink, gaze and head_motion columns (0 when not set: never an uncontrolled confound);
+    blinks need a FLAME with eyelid blendshapes."""
+    strengths = {name: r.get(name, lambda t, high=high: _number(t, 0.0, high), 0.0)
+                 for name, (_, high) in LAYERS.items()}
+    if strengths["blink"] > 0 and source is not None and source.flame is not None:
+        try:
+            if not models.has_eyelids(source.flame):
+                r.note(f"blink: the FLAME model {source.flame} has no eyelid blendshapes (l_eyelid, r_eyelid) to "
+                       "blink with")
+        except InputError as err:
+            r.note(f"flame: {err}")
+    return LivingLayers(**strengths, seed=seed)
 
 
 def _expression_space(r: _Row, source: AvatarSource | None, models: _Models) -> str:

@@ -85,6 +85,21 @@ def rms_level(audio: AudioSource) -> float:
     return 10.0 * math.log10(mean_square) if mean_square > 0 else -math.inf
 
 
+def frame_levels(audio: AudioSource, fps: float, num_frames: int, frames_per_read: int = 2048) -> np.ndarray:
+    """RMS level in dBFS of each video frame's samples (frame i: i/fps ≤ t < (i+1)/fps), read a
+    window at a time; silence is −120."""
+    levels = np.empty(num_frames)
+    bounds = np.round(np.arange(num_frames + 1) * audio.sample_rate / fps).astype(np.int64)
+    for first in range(0, num_frames, frames_per_read):
+        last = min(first + frames_per_read, num_frames)
+        samples = audio.read(int(bounds[first]), int(bounds[last] - bounds[first])).astype(np.float64)
+        cuts = bounds[first:last + 1] - bounds[first]
+        square = np.add.reduceat(np.square(samples), cuts[:-1]) if len(samples) else np.zeros(last - first)
+        square[np.diff(cuts) == 0] = 0.0
+        levels[first:last] = 10 * np.log10(np.maximum(square / np.maximum(np.diff(cuts), 1), 1e-12))
+    return levels
+
+
 @dataclass(frozen=True)
 class LoudnessTarget:
     """A level and the measure it is in: `LUFS` (BS.1770 integrated) or `dBFS` (RMS)."""

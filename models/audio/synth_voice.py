@@ -12,6 +12,7 @@ be installed or downloaded: numpy and scipy only.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -277,26 +278,37 @@ def _unit_rms(x: np.ndarray) -> np.ndarray:
 
 
 def viseme_weights(utterance: Utterance, fps: float, frames: int) -> np.ndarray:
-    """float32 [frames, 4] weights over SPEECH_NAMES at t = i / fps, zeros past the end.
+    """float32 [frames, 4] weights over SPEECH_NAMES at t = i / fps, zeros past the end
+    (the utterance's phonemes through `viseme_curves`)."""
+    return viseme_curves([(PHONEMES[symbol].viseme, start, end) for symbol, start, end in utterance.segments],
+                         fps, frames)
+
+
+def viseme_curves(segments: Sequence[tuple[Sequence[float], float, float]], fps: float, frames: int) -> np.ndarray:
+    """float32 [frames, 4] weights over SPEECH_NAMES at t = i / fps from (viseme target, start s,
+    end s) segments, contiguous and ascending; zeros past the last end.
 
     Coarticulation: each segment holds its viseme target in its middle, neighbouring targets
-    blend linearly across each boundary, and a short Gaussian smooths the corners.
+    blend linearly across each boundary, and a short Gaussian smooths the corners. Any timed
+    phonemes use it: the built-in synthesizer's and espeak-ng's (`models.learning.espeak_corpus`).
     """
     if not (math.isfinite(fps) and fps > 0):
         raise InputError(f"viseme weights: fps {fps} is not a positive number")
     if frames < 0:
         raise InputError(f"viseme weights: frame count {frames} is negative")
+    if not segments:
+        raise InputError("viseme weights: no segments")
     times, targets = [], []
-    for symbol, start, end in utterance.segments:
+    for viseme, start, end in segments:
         hold = _HOLD * (end - start)
         times += [start + hold, end - hold]
-        targets += [PHONEMES[symbol].viseme] * 2
-    key_times, key_targets = np.array(times), np.array(targets)
+        targets += [tuple(viseme)] * 2
+    key_times, key_targets = np.array(times), np.array(targets, dtype=np.float64)
     offsets = np.linspace(-3 * _SMOOTH_S, 3 * _SMOOTH_S, 13)
     kernel = np.exp(-0.5 * (offsets / _SMOOTH_S) ** 2)
     kernel /= kernel.sum()
     t = np.arange(frames) / fps
     probes = t[:, None] + offsets
     out = np.stack([np.interp(probes, key_times, column) @ kernel for column in key_targets.T], axis=1)
-    out[t >= utterance.duration] = 0.0
+    out[t >= segments[-1][2]] = 0.0
     return np.clip(out, 0.0, 1.0).astype(np.float32)

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from common.errors import InputError
+from models.learning.blendshape_names import name_blendshapes
 from models.learning.datasets import MeshSequence
 from models.learning.training import TrainingRun, train
 from models.rig.blendshapes import BlendshapeModel
@@ -35,6 +36,8 @@ from models.rig.regions import geometric_regions
 
 KIND = "blendshape-learner"
 _MOVING = 1e-4  # a vertex moves if its largest displacement exceeds this fraction of the data's
+_SAME_RAY = 0.99  # cosine between weight vectors taken as the same pose at another strength ...
+_PUREST = 20  # ... of which this many frames make a learned blendshape
 
 
 @dataclass(frozen=True)
@@ -238,34 +241,123 @@ def _window(group: list[torch.Tensor], length: int, rng: np.random.Generator) ->
 def build_model(learned: BlendshapeLearner, speech: Sequence[MeshSequence], expression: Sequence[MeshSequence],
                 flame: MappingRig, emotion_names: Sequence[str],
                 source: str = "learned blendshapes",
-                progress: Callable[[str], None] = lambda _: None) -> BlendshapeModel:
-    """The blendshape model (docs/architecture.md §Formats): bases scaled so own-domain weights reach ~1 (99th percentile),
-    the FLAME mapping fitted through `flame` around its neutral (and `flame` recorded), emotion
-    profiles from the labelled expression clips and geometric region masks."""
+                progress: Callable[[str], None] = lambda _: None,
+                reference: BlendshapeModel | None = None) -> BlendshapeModel:
+    """The blendshape model (docs/architecture.md §Formats) with readable blendshapes: each set
+    re-based on its data's extreme rays (`_extreme_rays`), normalised (`normalise`) and named
+    (`models.learning.blendshape_names`; after `reference`'s blendshapes where they match, e.g.
+    a synthetic corpus's planted model), the FLAME mapping fitted through `flame` around its
+    neutral (and `flame` recorded), emotion profiles from the labelled expression clips and
+    geometric region masks."""
     template = flame.neutral
-    speech_basis, expression_basis = learned.full_bases()
-    own = [np.concatenate([learned.encode(s.displacements)[k] for s in group]) for k, group in ((0, speech), (1, expression))]
-    units = [np.maximum(np.percentile(w, 99, axis=0), 1e-6) for w in own]
-    speech_basis *= units[0][:, None, None]
-    expression_basis *= units[1][:, None, None]
-
-    progress("fitting the FLAME mapping")
-    fits = [fit_flame_mapping(basis, flame.forward, template) for basis in (speech_basis, expression_basis)]
-    profiles = emotion_profiles(learned, expression, emotion_names) / units[1]
+    bases = list(learned.full_bases())
+    encoded = [[learned.encode(s.displacements)[k] for s in group] for k, group in ((0, speech), (1, expression))]
+    transforms = []
+    for k in range(2):
+        frames = np.concatenate(encoded[k])
+        rays = _extreme_rays(frames, bases[k])
+        bases[k] = np.tensordot(rays, bases[k], 1)
+        own = frames @ np.linalg.inv(rays)
+        bases[k], scale = normalise(bases[k], own)
+        transforms.append(np.linalg.inv(rays) / scale)  # learner weights → model weights
     moving = np.zeros(learned.vertices, bool)
     moving[learned.moving.numpy()] = True
     regions = geometric_regions(template, moving)
+    names: list[tuple[str, ...]] = []
+    for k, kind in enumerate(("speech", "expression")):
+        given = name_blendshapes(bases[k], template, regions, _names_of(reference, kind), taken=sum(names, ()))
+        order = _reading_order(given, bases[k], getattr(reference, f"{kind}_names", ()))
+        bases[k], transforms[k] = bases[k][order], transforms[k][:, order]
+        names.append(tuple(given[i] for i in order))
+    speech_names, expression_names = names
+
+    progress("fitting the FLAME mapping")
+    fits = [fit_flame_mapping(basis, flame.forward, template) for basis in bases]
+    profiles = emotion_profiles(learned, expression, emotion_names) @ transforms[1]
     return BlendshapeModel(
-        speech_names=tuple(f"speech_{k + 1:02d}" for k in range(len(speech_basis))),
-        expression_names=tuple(f"expression_{k + 1:02d}" for k in range(len(expression_basis))),
+        speech_names=speech_names, expression_names=expression_names,
         emotion_names=tuple(emotion_names),
-        speech_basis=speech_basis, expression_basis=expression_basis,
+        speech_basis=bases[0], expression_basis=bases[1],
         speech_to_flame=fits[0].coeffs, expression_to_flame=fits[1].coeffs,
-        emotion_profiles=profiles, template=template,
+        emotion_profiles=profiles.astype(np.float32), template=template,
         speech_mapping_error=fits[0].error, expression_mapping_error=fits[1].error,
         region_names=tuple(regions), region_masks=np.stack([regions[name] for name in regions]).astype(np.float32),
         flame_fingerprint=flame.fingerprint, flame_name=flame.name, source=source,
     )
+
+
+def normalise(basis: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(basis', scale): each blendshape k flipped so its typical activation in `weights` (T, K),
+    its own domain's training weights, is positive (the larger of the 1st and 99th percentile
+    tails) and scaled so a weight of 1 is that tail's 99th percentile: basis' = basis·scale,
+    weights' = weights / scale, so weights'·basis' = weights·basis."""
+    high, low = np.percentile(weights, 99, axis=0), np.percentile(weights, 1, axis=0)
+    scale = np.where(high >= -low, high, low)
+    scale = np.where(np.abs(scale) > 1e-9, scale, 1.0)
+    return (basis * scale[:, None, None]).astype(np.float32), scale
+
+
+def _extreme_rays(frames: np.ndarray, basis: np.ndarray) -> np.ndarray:
+    """(K, K) weight vectors of the data's most extreme poses, each used as a new blendshape
+    (identity when they are badly conditioned); `frames` (T, K) are weights of `basis` (K, V, 3).
+    The encoders' weights are any invertible mix of the true ones; where the true weights are
+    non-negative (talking, poses, emotions) the frames fill a cone whose extreme rays are the
+    purest poses in the data: the true blendshapes where some frames show one alone (separable
+    NMF), else the poses that come closest. The frames that move (over 0.3 of the
+    99th-percentile norm) are scaled onto the plane x·d = 1, d the cone's centre
+    (`_cone_centre`), and the successive projection algorithm (Gillis & Vavasis 2014) picks the
+    vertices of the polygon they form. The most extreme frame is also the noisiest, so each ray
+    is the mean of the `_PUREST` frames along it (cosine ≥ `_SAME_RAY`) that move the face least
+    per unit along it: a frame with a little of a larger blendshape in it moves more, and a
+    blendshape 20 times smaller than its neighbours (lips_closed beside jaw_open) needs their
+    share in it well below a percent."""
+    count = len(basis)
+    norm = np.linalg.norm(frames, axis=1)
+    moving = frames[norm > 0.3 * np.percentile(norm, 99)].astype(np.float64)
+    if len(moving) < count:
+        return np.eye(count)
+    unit = moving / np.linalg.norm(moving, axis=1, keepdims=True)
+    height = unit @ _cone_centre(unit)
+    inside = height > 0.02
+    if inside.sum() < count:
+        return np.eye(count)
+    rest, chosen = unit[inside] / height[inside, None], []
+    for _ in range(count):
+        j = int(np.argmax(np.linalg.norm(rest, axis=1)))
+        chosen.append(j)
+        axis = rest[j] / max(float(np.linalg.norm(rest[j])), 1e-12)
+        rest = rest - np.outer(rest @ axis, axis)
+    flat = basis.reshape(count, -1).astype(np.float64)
+    gram = flat @ flat.T
+    rays = []
+    for ray in unit[np.flatnonzero(inside)[chosen]]:
+        along = moving[unit @ ray >= _SAME_RAY]
+        motion = np.sqrt(np.einsum("ij,jk,ik->i", along, gram, along)) / (along @ ray)
+        rays.append(along[np.argsort(motion)[:_PUREST]].mean(axis=0))
+    rays = np.stack(rays)
+    return rays if np.linalg.cond(rays) < 1e3 else np.eye(count)
+
+
+def _cone_centre(unit: np.ndarray, iterations: int = 200) -> np.ndarray:
+    """The unit direction d that (approximately) maximises the smallest cosine to the unit rows
+    `unit`: the centre of their smallest enclosing ball (Badoiu & Clarkson 2003), so that every
+    ray of the cone, however few its frames, lies on the positive side of x·d = 1."""
+    d = unit.mean(axis=0)
+    for t in range(1, iterations + 1):
+        d = d + (unit[np.argmin(unit @ d)] - d) / (t + 1)
+    return d / max(float(np.linalg.norm(d)), 1e-12)
+
+
+def _reading_order(names: Sequence[str], basis: np.ndarray, reference: Sequence[str]) -> list[int]:
+    """The blendshapes named after the reference in its order, then the others by their peak
+    displacement, largest first."""
+    peak = np.linalg.norm(basis, axis=2).max(axis=1)
+    return sorted(range(len(names)), key=lambda k: (reference.index(names[k]) if names[k] in reference
+                                                    else len(reference), -peak[k]))
+
+
+def _names_of(model: BlendshapeModel | None, kind: str) -> tuple[np.ndarray, tuple[str, ...]] | None:
+    return None if model is None else (getattr(model, f"{kind}_basis"), getattr(model, f"{kind}_names"))
 
 
 def emotion_profiles(learned: BlendshapeLearner, expression: Sequence[MeshSequence],

@@ -88,6 +88,18 @@ def _examples(
     return examples
 
 
+def _balanced_odds(examples: Sequence[_Example]) -> np.ndarray:
+    """How often each example is drawn: clips under an emotion and neutral ones half the time
+    each (uniform within each), so that many neutral talking clips (an espeak-ng corpus) do not
+    drown the few emotional ones the emotion embedding learns from; uniform when one kind is
+    missing."""
+    emotional = np.array([bool(e.intensities.any()) for e in examples])
+    counts = np.bincount(emotional.astype(int), minlength=2)
+    if counts.min() == 0:
+        return np.full(len(examples), 1.0 / len(examples))
+    return np.where(emotional, 0.5 / counts[1], 0.5 / counts[0])
+
+
 def _check_sequences(sequences: Sequence[MeshSequence], model: BlendshapeModel) -> float:
     """The sequences' common fps, after checking they fit the model."""
     if not sequences:
@@ -142,9 +154,11 @@ def train_generator(
     training = {"window_s": window_s, "batch": batch, "lr": lr, "auxiliary": aux_name}
     run = replace(run, config={**run.config, "generator": asdict(config), "training": training})
 
+    odds = _balanced_odds(examples)
+
     def step(_: int, rng: np.random.Generator) -> tuple[torch.Tensor, dict[str, float]]:
         features, targets, emotions = [], [], []
-        for pick in rng.integers(len(examples), size=batch):
+        for pick in rng.choice(len(examples), size=batch, p=odds):
             example = examples[pick]
             start = int(rng.integers(example.frames - window + 1))
             features.append(generator.front(example.analysed, example.frames, start, window))

@@ -135,3 +135,29 @@ def mapping_error(basis: np.ndarray, coeffs: np.ndarray, forward: Forward, neutr
         raise InputError(f"metrics: forward returned shape {tuple(out.shape)}, expected {basis.shape}")
     residual = out.double().numpy() - neutral - basis
     return np.sqrt(np.square(residual).sum(axis=2).mean(axis=1))
+
+
+def envelope_correlation(curve: np.ndarray, envelope: np.ndarray) -> float:
+    """Pearson r between a per-frame mouth curve (e.g. jaw opening) and the speech envelope."""
+    curve, envelope = np.asarray(curve, dtype=np.float64), np.asarray(envelope, dtype=np.float64)
+    if curve.ndim != 1 or curve.shape != envelope.shape or len(curve) < 2:
+        raise InputError(f"metrics: curve {curve.shape} and envelope {envelope.shape} must be equal-length 1-D series")
+    if not (np.isfinite(curve).all() and np.isfinite(envelope).all()):
+        raise InputError("metrics: envelope correlation of series with NaN or infinite values")
+    if curve.std() == 0 or envelope.std() == 0:
+        return 0.0  # a mouth that never moves follows nothing
+    return float(np.corrcoef(curve, envelope)[0, 1])
+
+
+def closure_rate(closed: np.ndarray, closures: Sequence[tuple[float, float]], fps: float) -> float:
+    """Share of `closures` ((start s, end s) of /p b m/) during which the lips close: some frame
+    i (time i / fps) within one frame of the phoneme, [start − 1/fps, end + 1/fps], has closed[i]."""
+    closed = np.asarray(closed, dtype=bool)
+    if closed.ndim != 1 or not closures:
+        raise InputError("metrics: closure rate needs a 1-D closed series and at least one closure")
+    hits = 0
+    for start, end in closures:
+        first = max(0, int(np.ceil((start - 1.0 / fps) * fps - 1e-9)))
+        last = min(len(closed) - 1, int(np.floor((end + 1.0 / fps) * fps + 1e-9)))
+        hits += bool(first <= last and closed[first:last + 1].any())
+    return hits / len(closures)

@@ -12,7 +12,10 @@ weights:
   blendshape; w_A is planted secondary lip motion with peak `secondary`;
 - *emotional* clips (talking under an emotion at a constant intensity): the emotion reshapes
   the mouth while talking (a planted speaking style) and its expression swells with loudness,
-  which the speech generator and the correlation module should learn.
+  which the speech generator and the correlation module should learn;
+- *espeak* clips (optional, `EspeakSpec`): neutral talking spoken by espeak-ng in many languages
+  and voices, w_A following its reported phoneme timings (`models.learning.espeak_corpus`), w_E
+  planted secondary motion as in the speech clips. They join the speech clips.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from models.audio.synth_voice import (
     viseme_weights,
 )
 from models.learning.datasets import MeshSequence, write_florence, write_vocaset
+from models.learning.espeak_corpus import EspeakSpec, espeak_clips
 from models.rig.blendshapes import BlendshapeModel
 
 # how each emotion reshapes the visemes while talking: factors at intensity 1 on
@@ -74,6 +78,7 @@ class PlantedCorpus:
     expression: list[MeshSequence] = field(default_factory=list)
     emotional: list[MeshSequence] = field(default_factory=list)
     truth: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # name → (w_A, w_E)
+    phonemes: dict[str, tuple[tuple[str, float, float], ...]] = field(default_factory=dict)  # espeak clips' IPA
 
 
 def planted_model(model: BlendshapeModel, distinct: float = 0.5) -> BlendshapeModel:
@@ -108,8 +113,9 @@ def check_planted(planted: BlendshapeModel) -> None:
         )
 
 
-def make_corpus(planted: BlendshapeModel, spec: CorpusSpec = CorpusSpec()) -> PlantedCorpus:
-    """Generate every clip of `spec` from `planted` (deterministic under spec.seed)."""
+def make_corpus(planted: BlendshapeModel, spec: CorpusSpec = CorpusSpec(),
+                espeak: EspeakSpec | None = None) -> PlantedCorpus:
+    """Generate every clip of `spec` (and of `espeak`) from `planted` (deterministic under the seeds)."""
     check_planted(planted)
     rng = np.random.default_rng(spec.seed)
     corpus = PlantedCorpus(planted=planted)
@@ -136,6 +142,20 @@ def make_corpus(planted: BlendshapeModel, spec: CorpusSpec = CorpusSpec()) -> Pl
             name = f"SynthSpeaker{r % len(VOICES):02d}/{emotion}_{r:02d}"
             _add(corpus, corpus.emotional, name, speech, expression, spec, audio=audio,
                  emotion=emotion, intensity=intensity)
+    if espeak is not None:
+        add_espeak(corpus, espeak, spec)
+    return corpus
+
+
+def add_espeak(corpus: PlantedCorpus, espeak: EspeakSpec, spec: CorpusSpec = CorpusSpec()) -> PlantedCorpus:
+    """Add espeak-ng talking clips (`spec.speech_seconds` long) to the corpus's speech clips, with
+    planted secondary expression motion of peak `spec.secondary` (seeded by `espeak.seed`)."""
+    check_planted(corpus.planted)
+    rng = np.random.default_rng([espeak.seed, 1])
+    for clip in espeak_clips(espeak, spec.speech_seconds, spec.fps):
+        expression = spec.secondary * _secondary(rng, len(clip.visemes), len(corpus.planted.expression_names), spec.fps)
+        _add(corpus, corpus.speech, clip.name, clip.visemes, expression, spec, audio=clip.audio)
+        corpus.phonemes[clip.name] = clip.phonemes
     return corpus
 
 

@@ -2,7 +2,9 @@
 
 `FlameRig` holds the model as buffers and calls smplx's functional LBS (`smplx.lbs.lbs`) itself,
 as GaussianAvatars' FLAME module does: smplx.FLAME only reads model and landmark files from a
-folder and cannot take a static offset.
+folder and cannot take a static offset. Eyelid blendshapes (`l_eyelid`, `r_eyelid`, of VHAP and
+metrical-tracker), when the model has them, are added after LBS per `FlameParams.eyelids`, as
+VHAP's FLAME does.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from common.limits import (
     MAX_WEIGHT,
 )
 from models.rig.flame_arrays import FlameArrays
-from models.rig.npz import checked_float32, plain_array, read_npz
+from models.rig.npz import checked_float32, plain_array, read_npy, read_npz
 from models.rig.safe_pickle import load_pickle
 from models.rig.teeth import FLAME_VERTICES, TEETH_VERTICES, add_teeth
 
@@ -40,7 +42,10 @@ MODEL_KEYS = ("v_template", "f", "shapedirs", "posedirs", "J_regressor", "weight
 # Per-frame keys of GaussianAvatars' flame_param.npz and their widths.
 FRAME_KEYS = {
     "expr": EXPR_DIM, "rotation": 3, "neck_pose": 3, "jaw_pose": 3, "translation": 3, "eyes_pose": 6,
+    "eyelids": 2,  # VHAP's: closure of the left, right eyelid blendshape (0 open as the template, 1 closed)
 }
+# VHAP's / metrical-tracker's eyelid blendshapes: keys of a FLAME .npz, or .npy files beside the model.
+EYELID_KEYS = ("l_eyelid", "r_eyelid")
 # Plausibility bounds of each float key: model arrays, then parameter files.
 MODEL_BOUNDS = {
     "v_template": MAX_COORDINATE, "shapedirs": MAX_COORDINATE, "posedirs": MAX_COORDINATE,
@@ -113,7 +118,29 @@ def _read_model_file(path: Path) -> dict:
         if not isinstance(raw, dict):
             raise InputError(f"{path}: holds a {type(raw).__name__}, not a FLAME model dictionary")
         return raw
-    return read_npz(path, (*MODEL_KEYS, "n_shape", "n_expr"), "FLAME model")
+    return read_npz(path, (*MODEL_KEYS, "n_shape", "n_expr", *EYELID_KEYS), "FLAME model")
+
+
+def _read_eyelids(raw: dict, path: Path, num_vertices: int) -> np.ndarray | None:
+    """(V, 3, 2) eyelid blendshapes [left, right]: the model file's `l_eyelid`/`r_eyelid`, else
+    `l_eyelid.npy` and `r_eyelid.npy` beside it (as VHAP and metrical-tracker keep them); None
+    when there are none."""
+    if not any(key in raw for key in EYELID_KEYS):
+        files = [path.parent / f"{key}.npy" for key in EYELID_KEYS]
+        if not all(f.is_file() for f in files):
+            return None
+        raw = {key: read_npy(f, "eyelid blendshape") for key, f in zip(EYELID_KEYS, files)}
+    shapes = []
+    for key in EYELID_KEYS:
+        if key not in raw:
+            raise InputError(f"{path}: {key} without {' and '.join(k for k in EYELID_KEYS if k != key)}: eyelid "
+                             "blendshapes come as a pair")
+        array = _numeric(raw[key], key, str(path))
+        if array.ndim == 3 and array.shape[0] == 1:
+            array = array[0]
+        _expect_shape(array, (num_vertices, 3), key, str(path))
+        shapes.append(checked_float32(array, f"{path}: {key}", MAX_COORDINATE))
+    return np.stack(shapes, -1)
 
 
 def _split_shapedirs(raw: dict, columns: int, source: str) -> tuple[int, int]:
@@ -184,7 +211,9 @@ def load_flame(path: str | Path, teeth: bool = True) -> FlameArrays:
     """Load a FLAME model (official chumpy .pkl or .npz with the same keys) from any path;
     5023-vertex FLAME gets GaussianAvatars' teeth unless `teeth` is False."""
     path = Path(path)
-    arrays = _validate_model(_read_model_file(path), str(path))
+    raw = _read_model_file(path)
+    arrays = _validate_model(raw, str(path))
+    arrays.eyelids = _read_eyelids(raw, path, arrays.num_vertices)
     return add_teeth(arrays) if teeth and arrays.num_vertices == FLAME_VERTICES else arrays
 
 
@@ -212,8 +241,13 @@ class FlameParams:
     eyes_pose: Array  # (T, 6): left eye 3, right eye 3
     shape: Array | None = None  # (n_shape,) per avatar; motion files have none
     static_offset: Array | None = None  # (1, V, 3) per avatar
+    eyelids: Array | None = None  # (T, 2): left, right eyelid closure (VHAP); None → zeros
 
     def __post_init__(self) -> None:
+        if self.eyelids is None:
+            frames = self.expr.shape[0] if self.expr.ndim == 2 else 0
+            self.eyelids = (torch.zeros(frames, 2, dtype=self.expr.dtype, device=self.expr.device)
+                            if isinstance(self.expr, torch.Tensor) else np.zeros((frames, 2), np.float32))
         _check_frames({key: getattr(self, key) for key in FRAME_KEYS}, "FlameParams")
 
     @property
@@ -341,6 +375,7 @@ class FlameRig(torch.nn.Module):
         super().__init__()
         self.n_expr = arrays.n_expr
         self.chunk_frames = chunk_frames
+        self.source = arrays.source
         betas = torch.zeros(1, arrays.n_shape)
         if shape is not None:
             betas = _fit_columns(torch.from_numpy(_to_numpy(shape).reshape(1, -1)), arrays.n_shape)
@@ -356,10 +391,21 @@ class FlameRig(torch.nn.Module):
         self.register_buffer("J_regressor", torch.tensor(arrays.J_regressor))
         self.register_buffer("parents", torch.tensor([-1, *arrays.kintree_table[0, 1:]]))
         self.register_buffer("lbs_weights", torch.tensor(arrays.weights))
+        eyelids = None  # (V, 3, 2), zero for vertices the file does not have (teeth), as VHAP pads them
+        if arrays.eyelids is not None:
+            eyelids = np.zeros((arrays.num_vertices, 3, 2), np.float32)
+            eyelids[:len(arrays.eyelids)] = arrays.eyelids
+            eyelids = torch.from_numpy(eyelids)
+        self.register_buffer("eyelids", eyelids)
 
     @property
     def num_vertices(self) -> int:
         return self.v_template.shape[0]
+
+    @property
+    def has_eyelids(self) -> bool:
+        """Whether the model has eyelid blendshapes, which FlameParams.eyelids drive."""
+        return self.eyelids is not None
 
     def forward(self, params: FlameParams) -> torch.Tensor:
         """Posed vertices (T, V, 3), computed in chunks of `chunk_frames` frames."""
@@ -378,6 +424,8 @@ class FlameRig(torch.nn.Module):
                 coefficients, pose, self.v_template, self.shapedirs, self.posedirs,
                 self.J_regressor, self.parents, self.lbs_weights,
             )
+            if self.eyelids is not None:  # after LBS, before the translation (VHAP's FLAME forward)
+                vertices = vertices + torch.einsum("vck,bk->bvc", self.eyelids, frames["eyelids"][part])
             chunks.append(vertices + frames["translation"][part].unsqueeze(1))
         if not chunks:
             return torch.zeros(0, self.num_vertices, 3, device=device)

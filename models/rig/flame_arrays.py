@@ -21,6 +21,9 @@ class FlameArrays:
     n_expr: int
     source: str
     has_teeth: bool = False
+    # (V₀, 3, 2) eyelid blendshapes [left, right] of the file's own V₀ vertices (teeth not counted),
+    # added after LBS per unit of FlameParams.eyelids (VHAP, metrical-tracker); None: none.
+    eyelids: np.ndarray | None = None
 
     @property
     def num_vertices(self) -> int:
