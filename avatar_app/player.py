@@ -31,7 +31,8 @@ from models.rig.living import LAYERS, LivingLayers, LivingTrack, living_track, s
 from renderer.binding import bind, bind_covariances
 from renderer.camera import Camera, frame_head, orbit_camera
 from renderer.camera_files import scaled_camera
-from renderer.render import backend_device, render, render_cpu, resolve_backend
+from renderer.projection import packed_covariances
+from renderer.render import backend_device, render_cpu, resolve_backend
 
 from .avatar import Avatar
 from .clip import DEFAULT_FPS, Clip, ClipSource, still_clip, with_silence
@@ -104,17 +105,12 @@ def _add_living(params: FlameParams, track: LivingTrack, start: int, stop: int) 
     share of what is still open."""
     rows = slice(start, stop)
     for key, layer in (("eyes_pose", track.eyes_pose[rows]), ("neck_pose", track.neck_pose[rows])):
-        own = np.asarray(params_value(params, key), np.float64).reshape(-1, 3)
+        own = np.asarray(getattr(params, key), np.float64).reshape(-1, 3)
         ours = np.asarray(layer, np.float64).reshape(-1, 3)
         composed = (Rotation.from_rotvec(ours) * Rotation.from_rotvec(own)).as_rotvec() if len(own) else own
         setattr(params, key, composed.reshape(stop - start, -1).astype(np.float32))
-    lids = np.asarray(params_value(params, "eyelids"), np.float32)
+    lids = np.asarray(params.eyelids, np.float32)
     params.eyelids = lids + (1 - lids) * track.eyelids[rows]
-
-
-def params_value(params: FlameParams, key: str) -> np.ndarray:
-    value = getattr(params, key)
-    return value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
 
 
 class Cancelled(Exception):
@@ -348,8 +344,8 @@ class Player:
     def _living_track(self) -> LivingTrack:
         """The living layers of the whole clip (so any range is the same rows of it), kept while
         the clip, the layers and the emotion intensities stay the same (shared with snapshots)."""
-        clip, layers = self.clip, self.performance.living
-        intensities = self._intensities() if self.avatar.blendshapes is not None else np.zeros((clip.num_frames, 0))
+        clip, layers, bs = self.clip, self.performance.living, self.avatar.blendshapes
+        intensities = self._intensities() if bs is not None else None  # None: no emotions to widen the eyes
         cached = self._living_cache.get("track")  # one read: other threads may replace it
         if cached is not None and cached[0] is clip and cached[1] == layers and cached[2] is intensities:
             return cached[3]
@@ -359,8 +355,8 @@ class Player:
                       else np.full(clip.num_frames, -120.0))
             energy = (clip, speech_energy(levels))
             self._living_cache["energy"] = energy
-        names = self.avatar.blendshapes.emotion_names if self.avatar.blendshapes is not None else ()
-        track = living_track(layers, clip.num_frames, clip.fps, energy[1], widening_apex(intensities, names))
+        apex = widening_apex(intensities, bs.emotion_names) if bs is not None else np.zeros(clip.num_frames, bool)
+        track = living_track(layers, clip.num_frames, clip.fps, energy[1], apex)
         self._living_cache["track"] = (clip, layers, intensities, track)
         return track
 
@@ -418,18 +414,18 @@ class Player:
         background = torch.tensor(self.view.background, dtype=torch.float32, device=self.device)
         plain = (background.clamp(0, 1) * 255 + 0.5).to(torch.uint8)
         seen = not require_visible
+        g = self.gaussians
+        if self.rig is None:  # a static scene: its world covariances, once for every frame
+            static = (g.means, packed_covariances(g.quats, g.scales))
         for first in range(start, stop, batch):
             last = min(first + batch, stop)
             if self.rig is not None:
-                posed = self._posed(first, last)
+                posed = self._posed(first, last)  # world means and covariances per frame
             for k in range(last - first):
                 if cancel is not None and cancel.is_set():
                     raise Cancelled()
-                if self.rig is None:
-                    image = render(self.gaussians, camera, background, self.backend)
-                else:  # posed as world means and covariances (see _posed)
-                    image = render_cpu(self.gaussians, camera, background, posed=(posed[0][k], posed[1][k]),
-                                       backend=self.backend)[0]
+                pose = static if self.rig is None else (posed[0][k], posed[1][k])
+                image = render_cpu(g, camera, background, posed=pose, backend=self.backend)[0]
                 image = (image.clamp(0, 1) * 255 + 0.5).to(torch.uint8)
                 seen = seen or bool((image != plain).any())
                 yield image.cpu().numpy()

@@ -21,6 +21,11 @@ from common.errors import InputError
 
 from .gaussians import GaussianSet
 from .projection import (
+    _F,
+    _HALF,
+    _TINY_NORM,
+    _U,
+    _ZERO,
     CHUNK,
     _f32,
     _planar,
@@ -72,9 +77,7 @@ def bind(gaussians: GaussianSet, vertices: Tensor, faces: Tensor) -> tuple[Tenso
 # The CPU kernels (see projection.py on layout and vectorisation): per mesh, the triangle frames
 # are planar [13, F]: R row-major (planes 0–8, R[r][c] at 3r + c), k (9), centre (10–12).
 _FRAME = 13
-_F = np.float32
-_U = np.uint64
-_TINY_NORM, _HALF, _THIRD, _ZERO = _F(1e-12), _F(0.5), _F(1.0 / 3.0), _F(0.0)
+_THIRD = _F(1.0 / 3.0)
 
 
 _PAD = 16  # floats added to each row of a block's planar scratch: rows a multiple of 4 KiB apart

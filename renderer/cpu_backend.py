@@ -35,7 +35,6 @@ numba's user cache), so later processes load them (about 0.3 s).
 """
 from __future__ import annotations
 
-import numba
 import numpy as np
 import torch
 from llvmlite import ir
@@ -43,7 +42,7 @@ from numba import njit, prange, types
 from numba.extending import intrinsic
 from torch import Tensor
 
-from .projection import ALPHA_MIN, Projected, kernel_threads
+from .projection import ALPHA_MIN, Projected, _f32, kernel_threads
 from .torch_backend import ALPHA_MAX, T_STOP, TILE
 
 TILES_PER_CHUNK = 8   # tiles a blend thread takes at a time
@@ -298,10 +297,6 @@ def _blend(table, gauss, start, tiles_x, tiles_y, width, height, background, ima
                     alpha_out[py0 + i, px0 + j] = _ONE - t
 
 
-def _f32(x: Tensor) -> np.ndarray:
-    return np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
-
-
 def tile_grid(width: int, height: int) -> tuple[int, int]:
     return (width + TILE - 1) // TILE, (height + TILE - 1) // TILE
 
@@ -325,7 +320,7 @@ def blend(table: np.ndarray, gauss: np.ndarray, start: np.ndarray, width: int, h
     image = np.empty((height, width, 3), np.float32)
     alpha = np.empty((height, width), np.float32)
     stats = np.empty((tiles_x * tiles_y, 3), np.int64)
-    with kernel_threads(), numba.parallel_chunksize(1):   # dynamic: a thread takes the next chunk
+    with kernel_threads():   # dynamic chunks of 1: a thread takes the next chunk
         _blend(table, gauss, start, tiles_x, tiles_y, width, height, _f32(background).reshape(3),
                image, alpha, stats)
     return image, alpha, stats

@@ -26,6 +26,7 @@ from numba import njit, prange
 from torch import Tensor
 
 from .camera import Camera
+from .gaussians import sh_degree_for
 from .rotations import quat_to_rotmat
 from .sh import C0, C1, C2, C3, sh_colors
 
@@ -441,7 +442,7 @@ def project_shade(means: Tensor, covariances: Tensor, opacities: Tensor, sh: Ten
         return proj, sh_colors(sh, means, camera.center)
     n = means.shape[0]
     flat_sh, sn, sk, sc = _flat_sh(sh)
-    degree = int(round(sh.shape[-2] ** 0.5)) - 1
+    degree = sh_degree_for(sh.shape[-2])
     view = _f32(camera.viewmat[:3])
     means2d, conics = np.empty(2 * n, np.float32), np.empty(3 * n, np.float32)
     depths, radii, colors = np.empty(n, np.float32), np.empty(2 * n, np.int32), np.empty(3 * n, np.float32)

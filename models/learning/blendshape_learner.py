@@ -257,9 +257,10 @@ def build_model(learned: BlendshapeLearner, speech: Sequence[MeshSequence], expr
         frames = np.concatenate(encoded[k])
         rays = _extreme_rays(frames, bases[k])
         bases[k] = np.tensordot(rays, bases[k], 1)
-        own = frames @ np.linalg.inv(rays)
+        unmix = np.linalg.inv(rays)
+        own = frames @ unmix
         bases[k], scale = normalise(bases[k], own)
-        transforms.append(np.linalg.inv(rays) / scale)  # learner weights → model weights
+        transforms.append(unmix / scale)  # learner weights → model weights
     moving = np.zeros(learned.vertices, bool)
     moving[learned.moving.numpy()] = True
     regions = geometric_regions(template, moving)

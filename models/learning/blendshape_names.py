@@ -112,11 +112,16 @@ def match_reference(bases: np.ndarray, reference: np.ndarray) -> tuple[np.ndarra
     return index, cosine
 
 
+def face_midline(template: np.ndarray, regions: Mapping[str, np.ndarray]) -> float:
+    """x of the face's midline: the median x of the vertices in any region."""
+    return float(np.median(template[np.logical_or.reduce([np.asarray(m, bool) for m in regions.values()]), 0]))
+
+
 def motion_fields(template: np.ndarray, regions: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """name → (V, 3) motion field of every MOTIONS entry whose regions are not empty; the centre
     is the regions' mean point, per side of the face for the eyes."""
     out = {}
-    midline = float(np.median(template[np.logical_or.reduce([np.asarray(m, bool) for m in regions.values()]), 0]))
+    midline = face_midline(template, regions)
     for name, (names, field) in MOTIONS.items():
         mask = np.logical_or.reduce([np.asarray(regions[r], bool) for r in names if r in regions] or [np.zeros(0, bool)])
         if mask.size == 0 or not mask.any():
@@ -162,7 +167,7 @@ def name_blendshapes(bases: np.ndarray, template: np.ndarray, regions: Mapping[s
                 names[k] = reference[1][index[k]]
                 used.add(names[k])
     fields = motion_fields(template, regions)
-    midline = float(np.median(template[np.logical_or.reduce([np.asarray(m, bool) for m in regions.values()]), 0]))
+    midline = face_midline(template, regions)
     open_rows = [k for k in range(len(bases)) if names[k] is None]
     labels = [n for n in fields if n not in used]
     if open_rows and labels:

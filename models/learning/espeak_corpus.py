@@ -59,9 +59,10 @@ WORDS: dict[str, tuple[str, ...]] = {
            "muito", "obrigado", "sempre", "mesa", "sombra", "pombo", "amigo", "limão", "chuva"),
 }
 
+BILABIALS = "pbmɓ"
 _IPA_VISEMES: dict[str, tuple[float, float, float, float]] = {}  # filled below: symbol → target
 for _symbols, _target in (
-    ("pbmɓ", (0.0, 0.0, 0.0, 1.0)),  # bilabials close the lips
+    (BILABIALS, (0.0, 0.0, 0.0, 1.0)),  # bilabials close the lips
     ("fvɱʋ", (0.1, 0.0, 0.0, 0.5)),  # labiodentals: lower lip to the teeth
     ("aɑæɐäɶ", (0.9, 0.2, 0.0, 0.0)),
     ("eɛ", (0.5, 0.7, 0.0, 0.0)),
@@ -84,7 +85,6 @@ for _symbols, _target in (
 SILENT = (0.0, 0.0, 0.0, 0.0)  # pauses: espeak reports them as phonemes without a name
 _FALLBACK = (0.3, 0.2, 0.0, 0.0)  # a symbol missing from the table: a neutral half-open mouth
 _FRICATIVE_RELEASE = "ʃʒɕʑ"  # affricates tʃ dʒ tɕ dʑ look like their fricative
-BILABIALS = "pbmɓ"
 
 # speak_lib.h (API revision 12)
 _AUDIO_OUTPUT_SYNCHRONOUS = 2

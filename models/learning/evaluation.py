@@ -143,12 +143,17 @@ def lipsync_metrics(planted: BlendshapeModel, model: BlendshapeModel, drive: Dri
     talking = [s for s in sequences if s.audio is not None and s.name in phonemes]
     if not talking:
         raise InputError("evaluation: no talking clip with phoneme timings")
-    row = face_metrics(model, drive, talking, evaluation_regions(talking))
+    driven = {s.name: drive(s) for s in talking}  # each clip driven once, for every metric
+
+    def once(sequence: MeshSequence) -> tuple[np.ndarray, np.ndarray]:
+        return driven[sequence.name]
+
+    row = face_metrics(model, once, talking, evaluation_regions(talking))
     correlations: dict[str, list[float]] = {"jaw_envelope_r": [], "jaw_f2_envelope_r": []}
     hits = total = 0
     jaw, lips = SPEECH_NAMES.index("jaw_open"), SPEECH_NAMES.index("lips_closed")
     for sequence in talking:
-        visemes = measured_visemes(planted, predicted_vertices(model, drive, sequence), sequence.template)
+        visemes = measured_visemes(planted, predicted_vertices(model, once, sequence), sequence.template)
         for key, band in (("jaw_envelope_r", None), ("jaw_f2_envelope_r", F2_BAND_HZ)):
             envelope = speech_envelope(sequence.audio, sequence.fps, len(visemes), band)
             correlations[key].append(envelope_correlation(visemes[:, jaw], envelope))

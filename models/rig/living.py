@@ -76,9 +76,6 @@ class LivingLayers:
         return any(getattr(self, name) > 0 for name in LAYERS)
 
 
-ON = {name: 1.0 for name in LAYERS}  # the app's and `render`'s defaults
-
-
 def check_strength(option: str, value: float | str, high: float | None = None) -> float:
     """A layer strength (a number, or its text) in 0..high, else an InputError naming `option`."""
     high = LAYERS[option.lstrip("-").replace("-", "_")][1] if high is None else high
