@@ -76,9 +76,8 @@ class LivingLayers:
         return any(getattr(self, name) > 0 for name in LAYERS)
 
 
-def check_strength(option: str, value: float | str, high: float | None = None) -> float:
+def check_strength(option: str, value: float | str, high: float) -> float:
     """A layer strength (a number, or its text) in 0..high, else an InputError naming `option`."""
-    high = LAYERS[option.lstrip("-").replace("-", "_")][1] if high is None else high
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -115,10 +114,11 @@ def blink_closure(times: np.ndarray, onsets: np.ndarray, durations: np.ndarray) 
     """Lid closure 0..1 at `times` of blinks (not overlapping, in time order) starting at
     `onsets` lasting `durations` seconds: a fast closing (CLOSING_SHARE) and a slower reopening,
     each a half cosine."""
+    if not len(onsets):
+        return np.zeros(len(times))
     latest = np.searchsorted(onsets, times, side="right") - 1  # the blink begun last, -1: none yet
-    seen = latest >= 0
-    u = np.where(seen, times - onsets[np.maximum(latest, 0)] if len(onsets) else 0.0, -1.0)
-    duration = durations[np.maximum(latest, 0)] if len(onsets) else np.ones(len(times))
+    u = np.where(latest >= 0, times - onsets[np.maximum(latest, 0)], -1.0)
+    duration = durations[np.maximum(latest, 0)]
     closing = CLOSING_SHARE * duration
     down = np.sin(0.5 * np.pi * np.clip(u / closing, 0, 1)) ** 2
     up = np.cos(0.5 * np.pi * np.clip((u - closing) / (duration - closing), 0, 1)) ** 2
@@ -182,14 +182,12 @@ def gaze_events(duration_s: float, seed: int, strength: float) -> tuple[np.ndarr
 def gaze_angles(times: np.ndarray, onsets: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """(T, 2) gaze yaw, pitch in degrees at `times`: fixations joined by main-sequence saccades
     (each ends before the next begins)."""
-    started = np.searchsorted(onsets, times, side="right")  # saccades begun by each time
     if not len(onsets):
         return np.tile(targets[0], (len(times), 1))
-    last = np.maximum(started - 1, 0)
-    origin = np.where((started > 0)[:, None], targets[last], targets[0])
-    step = np.where((started > 0)[:, None], targets[last + 1] - targets[last], 0.0)
+    last = np.maximum(np.searchsorted(onsets, times, side="right") - 1, 0)  # before the first: fixating targets[0]
+    step = targets[last + 1] - targets[last]
     progress = _min_jerk((times - onsets[last]) / saccade_duration(np.hypot(step[:, 0], step[:, 1])))
-    return origin + progress[:, None] * step
+    return targets[last] + progress[:, None] * step
 
 
 def _sines(times: np.ndarray, rng: np.random.Generator, low_hz: float, high_hz: float, count: int = 6) -> np.ndarray:
