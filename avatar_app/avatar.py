@@ -110,7 +110,7 @@ class AvatarSource:
 
     def load(self) -> Avatar:
         if self.avatar == DEMO_AVATAR and not DEMO_FLAME.is_file():
-            raise InputError(f"{DEMO_FLAME}: the demo assets are missing; run `avatar build-demo`")
+            raise InputError(f"{DEMO_FLAME}: the demo assets are missing; run `avatar build-demo --in-place`")
         avatar = load_avatar(self.avatar, self.flame, self.blendshapes)
         if self.generator is not None:
             if avatar.blendshapes is None:

@@ -9,16 +9,19 @@ import numpy as np
 
 from common.errors import InputError
 from common.limits import MAX_DURATION_S, MAX_FPS, MIN_FPS
+from models.audio.decode import open_audio
 from models.audio.loudness import LoudnessTarget, Normalisation, normalise
-from models.audio.sources import AudioSource, AudioView, fit_length, open_wav
+from models.audio.sources import AudioSource, AudioView, fit_length
 from models.audio.sources import duration as seconds_of
+from models.audio.spoken_text import SpokenText, speak
 from models.drivers.contract import SpeechDriver, WeightReader
 from models.drivers.recorded import RecordedDriver, RecordedWeights
 from models.rig.blendshapes import BlendshapeModel, WeightSequence
 from models.rig.flame import FlameParams
 from models.rig.motion_files import load_motion, motion_length
 
-DEFAULT_FPS = 30.0
+from .options import DEFAULT_FPS
+
 STILL_SECONDS = 3.0
 
 
@@ -76,7 +79,7 @@ def with_soundtrack(clip: Clip, audio: AudioSource | None) -> Clip:
 def clip_from_audio(audio: AudioSource | str | Path, driver: SpeechDriver, fps: float = DEFAULT_FPS,
                     duration: float | None = None) -> Clip:
     _check_timing(fps, duration)
-    audio = open_wav(audio) if isinstance(audio, (str, Path)) else audio
+    audio = open_audio(audio) if isinstance(audio, (str, Path)) else audio
     frames = frame_count(duration if duration is not None else seconds_of(audio), fps)
     audio = fit_length(audio, frames / fps)
     return Clip(fps, frames, audio=audio, features=driver.analyse(audio, fps), reader=driver)
@@ -124,8 +127,9 @@ def with_silence(clip: Clip, model: BlendshapeModel | None) -> Clip:
 @dataclass(frozen=True)
 class ClipSource:
     """Where a clip comes from, kept so it can be rebuilt at another frame rate (an export at
-    a chosen fps) or after the avatar changes. `audio` drives the speech unless `weights` or
-    `motion` do; then it is their soundtrack. No source at all is a still clip. `start` and
+    a chosen fps) or after the avatar changes. `audio` (any file ffmpeg decodes) drives the
+    speech unless `weights` or `motion` do; then it is their soundtrack. `text`, spoken by
+    espeak-ng, drives it instead of audio. No source at all is a still clip. `start` and
     `duration` (seconds) cut a segment out of the source, the audio in step; `loudness`
     brings that audio segment to a target level before it drives the face or is heard."""
 
@@ -135,8 +139,11 @@ class ClipSource:
     duration: float | None = None
     start: float = 0.0
     loudness: LoudnessTarget | None = None
+    text: SpokenText | None = None
 
     def __post_init__(self) -> None:
+        if self.text is not None and (self.audio or self.weights or self.motion):
+            raise InputError("a spoken text drives the face by itself: give it without audio, weights or motion")
         if not (np.isfinite(self.start) and self.start >= 0):
             raise InputError(f"start {self.start}: must be a number of seconds >= 0")
 
@@ -148,7 +155,8 @@ class ClipSource:
             return len(seq.speech) / float(seq.fps)
         if self.motion:
             return motion_length(self.motion) / fps
-        return open_wav(self.audio).duration if self.audio else None
+        speech = self._speech()
+        return None if speech is None else seconds_of(speech)
 
     def check_trim(self, fps: float = DEFAULT_FPS) -> None:
         """Reject a segment that does not lie inside the source."""
@@ -170,19 +178,25 @@ class ClipSource:
     def soundtrack(self) -> tuple[AudioSource | None, Normalisation | None]:
         """The audio segment (read from its file as needed), loudness-normalised when a target
         is set."""
-        if not self.audio:
+        speech = self._speech()
+        if speech is None:
             return None, None
-        wav = open_wav(self.audio)
-        first = min(int(round(self.start * wav.sample_rate)), wav.num_samples)
-        last = wav.num_samples if self.duration is None else first + int(round(self.duration * wav.sample_rate))
-        audio = AudioView(wav, first, min(last, wav.num_samples) - first)
+        first = min(int(round(self.start * speech.sample_rate)), speech.num_samples)
+        last = speech.num_samples if self.duration is None else first + int(round(self.duration * speech.sample_rate))
+        audio = AudioView(speech, first, min(last, speech.num_samples) - first)
         if self.loudness is None or not audio.num_samples:
             return audio, None
         return normalise(audio, self.loudness)
 
+    def _speech(self) -> AudioSource | None:
+        """The whole audio file (decoded if it is not a WAV) or the spoken text; None without."""
+        if self.text is not None:
+            return speak(self.text)
+        return open_audio(self.audio) if self.audio else None
+
     def build(self, driver: SpeechDriver | None, blendshapes: BlendshapeModel | None,
               fps: float = DEFAULT_FPS) -> Clip:
-        needs_blendshapes = self.weights or (self.audio and not self.motion)
+        needs_blendshapes = self.weights or ((self.audio or self.text) and not self.motion)
         if needs_blendshapes and (blendshapes is None or driver is None):
             raise InputError("driving from audio or weights needs a blendshape model (--blendshapes FILE)")
         audio, level = self.soundtrack()
@@ -203,6 +217,8 @@ class ClipSource:
         return clip
 
     def describe(self) -> str:
+        if self.text is not None:
+            return self.text.describe()
         if self.weights or self.motion:
             text = Path(self.weights or self.motion).name
             return text + (f" with soundtrack {Path(self.audio).name}" if self.audio else "")

@@ -37,7 +37,6 @@ from common.limits import MAX_IMAGE_SIDE
 from renderer.camera_files import read_transforms
 
 from .dataset import IMAGE_SUFFIXES, frame_key, image_key
-from .options import parse_colour
 
 SSIM_WINDOW = 11  # pixels per side of the Gaussian window
 SSIM_SIGMA = 1.5
@@ -259,7 +258,7 @@ def report_text(scores: list[Score]) -> str:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    background = parse_colour(args.background)
+    background = args.background
     if args.dataset:
         pairs = pair_dataset(args.predictions, args.truths, args.dataset)
     else:
@@ -268,16 +267,3 @@ def cmd_compare(args: argparse.Namespace) -> int:
                                                        disable=args.quiet or args.json)]
     print(report_json(scores, background) if args.json else report_text(scores))
     return 0
-
-
-def add_compare_command(sub: argparse._SubParsersAction) -> None:
-    c = sub.add_parser("compare", help="PSNR and SSIM of rendered images against captured ones")
-    c.add_argument("predictions", metavar="PRED_DIR", help="the rendered images (e.g. made by render --dataset)")
-    c.add_argument("truths", metavar="GT_DIR", help="the captured images (with --dataset: the dataset's folder)")
-    c.add_argument("--dataset", metavar="JSON", help="pair by the frames' file_path of this transforms*.json and "
-                                                     "composite the captures through their fg_mask_path masks")
-    c.add_argument("--background", default="white",
-                   help="what the renders were made on (default white), for masks and alpha: white, black, #rrggbb, r,g,b")
-    c.add_argument("--json", action="store_true", help="print one JSON object (per image and overall)")
-    c.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    c.set_defaults(run=cmd_compare)

@@ -33,13 +33,12 @@ from renderer.camera_files import read_transforms
 
 from .avatar import Avatar, AvatarSource
 from .clip import DEFAULT_FPS, Clip
-from .options import parse_colour, parse_size
+from .options import FLAME_SOURCES
 from .outputs import check_output_folder, staged_folder
 from .player import Player
 from .threads import usable_cores, use_threads
 from .video import is_video_path, write_behind
 
-FLAME_SOURCES = ("split", "avatar")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")  # what an image's name may end with (any case)
 _NAME_BYTES = 255  # one folder or file name, as most file systems allow
 
@@ -206,8 +205,7 @@ def cmd_render_dataset(args: argparse.Namespace, source: AvatarSource) -> int:
     if is_video_path(args.output) or Path(args.output).suffix:
         raise InputError(f"-o {args.output}: --dataset writes PNG images into a folder; give a folder")
     check_output_folder(args.output, what="dataset renders")
-    size = parse_size(args.size) if args.size else None
-    background = parse_colour(args.background)
+    size, background = args.size, args.background  # parsed by the parser
     use_threads(usable_cores())
     avatar = dataclasses.replace(source, blendshapes=None, generator=None).load()  # nothing but FLAME drives it
     split = read_split(args.dataset, avatar, args.dataset_flame)

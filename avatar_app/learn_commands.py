@@ -186,7 +186,7 @@ def cmd_train_speech(args: argparse.Namespace) -> int:
     config = GeneratorConfig.for_model(model, front_end=args.front_end, wav2vec2_dir=args.wav2vec2)
     run = TrainingRun(kind=GENERATOR_KIND, config={}, steps=args.steps, seed=args.seed, directory=output,
                       resume=args.resume, progress=not args.quiet, description="speech generator")
-    train_generator(sequences, model, config, run, auxiliary=auxiliary)
+    train_generator(sequences, model, config, run, auxiliary=auxiliary, velocity=args.velocity)
     shutil.copyfile(args.blendshapes, output / GENERATOR_MODEL)
     print(f"wrote {output} in {time.perf_counter() - started:.0f} s")
     return 0

@@ -25,9 +25,10 @@ from models.drivers.contract import SpeechDriver
 from models.drivers.signal import SignalSpeechDriver
 from models.rig.blendshapes import WeightSequence
 from models.rig.emotion import EmotionTrack, check_emotions
-from models.rig.expression_space import EXPRESSION_SPACES, ExpressionSpace
+from models.rig.expression_space import ExpressionSpace
 from models.rig.flame import FlameParams
 from models.rig.living import LAYERS, LivingLayers, LivingTrack, living_track, speech_energy, widening_apex
+from models.rig.settings import EXPRESSION_SPACES
 from renderer.binding import bind, bind_covariances
 from renderer.camera import Camera, frame_head, orbit_camera
 from renderer.camera_files import scaled_camera
@@ -113,6 +114,33 @@ def _add_living(params: FlameParams, track: LivingTrack, start: int, stop: int) 
     params.eyelids = lids + (1 - lids) * track.eyelids[rows]
 
 
+@dataclass
+class ExportFrames:
+    """Frames start..start+T-1 as exporters take them, made by the same calls a render poses
+    with (emotions or keyframes, gains, expression space, living layers): `params` are what
+    the rig poses (numpy, with the avatar's shape and static offset), `vertices` the posed mesh
+    (T, V, 3) in metres exactly as rendered, `face` the same mesh in the head's frame (global
+    rotation, neck and translation set to zero: jaw, eyes, eyelids and expression kept) minus
+    `neutral` (V, 3), the avatar's mesh at zero expression and pose: what ARKit-style target
+    shapes describe. `speech`/`expression` are the blendshape weights with the gains applied
+    (None without a blendshape model). vertices/face are None when not asked for."""
+
+    fps: float
+    start: int
+    params: FlameParams
+    vertices: np.ndarray | None
+    face: np.ndarray | None
+    neutral: np.ndarray
+    speech: np.ndarray | None
+    expression: np.ndarray | None
+    speech_names: tuple[str, ...] = ()
+    expression_names: tuple[str, ...] = ()
+
+    @property
+    def num_frames(self) -> int:
+        return self.params.num_frames
+
+
 class Cancelled(Exception):
     """Rendering stopped because the caller asked it to."""
 
@@ -173,28 +201,29 @@ class Player:
         p = self.avatar.params
         return FlameParams.neutral(frames, p.shape, p.static_offset)
 
-    def _check_emotion_names(self, names: Sequence[str]) -> None:
+    def _spelled(self, emotions: dict[str, float], track: EmotionTrack) -> tuple[dict[str, float], EmotionTrack]:
+        """The mix and keyframes checked against the blendshape model, their emotion names spelled
+        as it spells them (a user may type any case)."""
         bs = self.avatar.blendshapes
-        if names and bs is None:
-            raise InputError("emotions need a blendshape model (--blendshapes FILE)")
-        if bs is not None:
-            check_emotions(dict.fromkeys(names, 0.0), bs.emotion_names)
+        if bs is None:
+            if emotions or track.emotion_names():
+                raise InputError("emotions need a blendshape model (--blendshapes FILE)")
+            return dict(emotions), track
+        return check_emotions(emotions, bs.emotion_names), track.spelled_as(bs.emotion_names)
 
     def set_emotions(self, emotions: dict[str, float]) -> None:
-        self._check_emotion_names(list(emotions))
-        self.performance.emotions = dict(emotions)
+        self.performance.emotions = self._spelled(emotions, EmotionTrack())[0]
 
     def set_keyframes(self, track: EmotionTrack) -> None:
-        self._check_emotion_names(sorted(track.emotion_names()))
-        self.performance.keyframes = track
+        self.performance.keyframes = self._spelled({}, track)[1]
 
     def set_performance(self, performance: Performance) -> None:
         """Take a whole performance (e.g. a loaded preset) after checking its emotion names and
         expression space."""
-        self._check_emotion_names(sorted({*performance.emotions, *performance.keyframes.emotion_names()}))
+        emotions, keyframes = self._spelled(performance.emotions, performance.keyframes)
         self._check_expression_space(performance.expression_space)
         self._check_living(performance.living)
-        self.performance = copy.deepcopy(performance)
+        self.performance = dataclasses.replace(copy.deepcopy(performance), emotions=emotions, keyframes=keyframes)
 
     def set_living(self, layers: LivingLayers) -> None:
         """Take the blink, gaze and head-motion strengths and seed (an InputError says why this
@@ -323,6 +352,31 @@ class Player:
         speech, expression = self.weights(0, self.clip.num_frames)
         return WeightSequence(fps=self.clip.fps, speech=speech, expression=expression,
                               speech_names=bs.speech_names, expression_names=bs.expression_names)
+
+    @torch.no_grad()
+    def export_frames(self, start: int = 0, stop: int | None = None, vertices: bool = True) -> ExportFrames:
+        """What exporters need of frames start..stop-1 (None: the clip's end) under the current
+        settings: the FLAME parameters `render_range` poses, the posed and head-frame meshes
+        (with `vertices`) and the weights (see ExportFrames)."""
+        stop = self.clip.num_frames if stop is None else stop
+        if self.rig is None:
+            raise InputError(f"{self.avatar.source}: a static 3DGS scene has no rig to export the animation of")
+        if not 0 <= start <= stop <= self.clip.num_frames:
+            raise InputError(f"frames {start}..{stop} are outside the clip's {self.clip.num_frames} frames")
+        params = self.flame_params(start, stop)
+        neutral = self.rig(self._neutral(1))[0].cpu().numpy()
+        posed = face = None
+        if vertices:
+            posed = self.rig(params).cpu().numpy()
+            zero = np.zeros((stop - start, 3), np.float32)
+            head = dataclasses.replace(params, rotation=zero, neck_pose=zero, translation=zero)
+            face = self.rig(head).cpu().numpy() - neutral
+        bs = self.avatar.blendshapes
+        speech, expression = self.weights(start, stop) if bs is not None else (None, None)
+        return ExportFrames(fps=self.clip.fps, start=start, params=params, vertices=posed, face=face, neutral=neutral,
+                            speech=speech, expression=expression,
+                            speech_names=tuple(bs.speech_names) if bs is not None else (),
+                            expression_names=tuple(bs.expression_names) if bs is not None else ())
 
     def flame_params(self, start: int, stop: int) -> FlameParams:
         """Per-frame FLAME parameters of frames start..stop-1 under the current settings: the

@@ -6,17 +6,13 @@ from torch import Tensor
 
 from common.errors import InputError, interrupt_behind
 
+from .backends import BACKENDS
 from .camera import Camera
 from .cpu_backend import rasterize
 from .gaussians import GaussianSet
 from .gsplat_backend import render_gsplat
 from .projection import packed_covariances, project_shade
 from .torch_backend import rasterize as torch_rasterize
-
-# cpu: the fused numba rasterizer (cpu_backend); torch: its PyTorch twin (torch_backend)
-BACKENDS = ("auto", "cpu", "torch", "gsplat")
-BACKEND_HELP = ("auto: gsplat with a CUDA GPU, else cpu; cpu: the fused CPU rasterizer; torch: its slower "
-                "PyTorch twin (same image); gsplat: CUDA")
 
 
 def resolve_backend(name: str) -> str:

@@ -9,20 +9,24 @@ import wave
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+import dataclasses  # noqa: E402
+
 import imageio.v3 as iio  # noqa: E402
 import imageio_ffmpeg  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from PySide6.QtCore import QMimeData, QPointF, QSettings, Qt, QUrl  # noqa: E402
+from PySide6.QtCore import QMimeData, QPointF, QSettings, Qt, QTimer, QUrl  # noqa: E402
 from PySide6.QtGui import QDropEvent  # noqa: E402
 from PySide6.QtMultimedia import QMediaDevices  # noqa: E402
+from PySide6.QtWidgets import QApplication  # noqa: E402
 
+from assets import DEMO_FLAME  # noqa: E402
 from avatar_app.avatar import SIGNAL_DEMO_SOURCE  # noqa: E402
 from avatar_app.clip import ClipSource  # noqa: E402
 from avatar_app.demo.head import EYE_CENTRES  # noqa: E402
-from avatar_app.gui.app import application  # noqa: E402
-from avatar_app.gui.main_window import MainWindow  # noqa: E402
+from avatar_app.gui.app import application, run_app  # noqa: E402
+from avatar_app.gui.main_window import AUTOPLAY_KEY, MainWindow  # noqa: E402
 from avatar_app.player import Performance, Player  # noqa: E402
 from avatar_app.preset import load_preset, save_preset  # noqa: E402
 from models.rig.blendshapes import WeightSequence  # noqa: E402
@@ -211,6 +215,21 @@ def test_exports_weights_motion_and_snapshot(qtbot, window, tmp_path):
     assert iio.imread(tmp_path / "still.png").shape == (height, width, 3)
 
 
+def test_export_size_sets_the_snapshot_size(qtbot, tmp_path):
+    """`avatar app --size 96x64`: File → Save PNG snapshot renders at that size, whatever the view's."""
+    player = Player(SIGNAL_DEMO_SOURCE.load(), backend="cpu")
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
+    w = MainWindow(player, SIGNAL_DEMO_SOURCE, ClipSource(duration=0.5), settings, export_size=(96, 64))
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitUntil(w.settled, timeout=90000)
+    task = w.files.snapshot(tmp_path / "still.png")
+    qtbot.waitUntil(lambda: not task.running() and (tmp_path / "still.png").exists(), timeout=20000)
+    assert iio.imread(tmp_path / "still.png").shape == (64, 96, 3)
+    assert w.viewport.render_size(1 << 14) != (96, 64)
+    w.close()
+
+
 def test_bad_file_shows_an_error_and_keeps_the_avatar(qtbot, window, tmp_path):
     bad = tmp_path / "broken.ply"
     bad.write_bytes(b"ply\nformat ascii 1.0\nend_header\n")
@@ -251,15 +270,31 @@ def test_expression_space_toggle_follows_the_avatar(qtbot, window, tmp_path):
     assert not action.isEnabled() and not action.isChecked()
 
 
+def drop(window, path):
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(path))])
+    window.dropEvent(QDropEvent(QPointF(10, 10), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier))
+
+
 def test_dropping_a_wav_loads_it_as_the_clip(qtbot, window, tmp_path):
     wav = write_tone(tmp_path / "dropped.wav", seconds=0.5)
-    mime = QMimeData()
-    mime.setUrls([QUrl.fromLocalFile(str(wav))])
-    event = QDropEvent(QPointF(10, 10), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier)
-    window.dropEvent(event)
+    drop(window, wav)
     qtbot.waitUntil(lambda: window.session.clip_source.audio == wav and window.settled(), timeout=20000)
     assert window.session.num_frames == 15 and window.session.player.clip.audio is not None
     assert window.files.recent()[0] == str(wav)
+
+
+@pytest.mark.parametrize("suffix", [".mp3", ".m4a"])
+def test_dropping_compressed_audio_loads_it_as_the_clip(qtbot, window, tmp_path, suffix):
+    """Any audio the ffmpeg we ship decodes is taken as a WAV is (here encoded by that ffmpeg)."""
+    path = tmp_path / f"dropped{suffix}"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(write_tone(tmp_path / "t.wav", 0.8)),
+                    str(path)], check=True)
+    drop(window, path)
+    qtbot.waitUntil(lambda: window.session.clip_source.audio == path and window.settled(), timeout=30000)
+    audio = window.session.player.clip.audio
+    assert window.session.num_frames == 24 and audio is not None and np.abs(audio.read(0, audio.num_samples)).max() > 0.1
+    assert window.error_box is None and window.files.recent()[0] == str(path)
 
 
 def test_snapshot_command_grabs_the_window(tmp_path):
@@ -363,6 +398,32 @@ def test_camera_from_file_replaces_the_orbit_until_a_drag_or_reset(qtbot, window
     assert "broken.json" in window.error_box.text() and player.view.camera is None
 
 
+def test_file_menu_exports_arkit_curves_and_gltf_of_the_session(qtbot, window, tmp_path, monkeypatch):
+    """File → Export ARKit curves… / Export glTF…: the curves are the solve of what the player
+    poses under the sliders (the demo's own target shapes), written off the GUI thread."""
+    import json
+
+    from PySide6.QtWidgets import QFileDialog
+
+    from assets import DEMO_ARKIT_SHAPES
+    from models.rig.arkit import ARKIT_NAMES, load_arkit_shapes, solve_arkit
+
+    window.emotion_panel.emotions["happy"].slider.setValue(80)
+    answers = iter([(str(tmp_path / "take.json"), "ARKit JSON (*.json)"), (str(tmp_path / "clip.glb"), "")])
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: next(answers)))
+    file_menu = next(a for a in window.menuBar().actions() if a.text().replace("&", "") == "File").menu()
+    for text in ("Export ARKit curves…", "Export glTF…"):
+        next(a for a in file_menu.actions() if a.text() == text).trigger()
+    qtbot.waitUntil(lambda: (tmp_path / "take.json").exists() and (tmp_path / "clip.glb").exists()
+                    and not window.session.tasks, timeout=60000)
+    take = json.loads((tmp_path / "take.json").read_text())
+    curves = np.array([[frame["blendShapes"][name] for name in ARKIT_NAMES] for frame in take["frames"]])
+    player = window.session.player
+    expected = solve_arkit(load_arkit_shapes(DEMO_ARKIT_SHAPES, player.rig.num_vertices), player.export_frames().face)
+    np.testing.assert_allclose(curves, expected.weights, atol=1e-6)
+    assert (tmp_path / "clip.glb").read_bytes()[:4] == b"glTF" and "wrote" in window.statusBar().currentMessage()
+
+
 def test_file_menu_opens_a_vhap_motion_folder(qtbot, window, tmp_path, monkeypatch):
     from PySide6.QtWidgets import QFileDialog
 
@@ -377,3 +438,117 @@ def test_file_menu_opens_a_vhap_motion_folder(qtbot, window, tmp_path, monkeypat
     motion = window.session.player.clip.motion
     assert window.session.num_frames == 12
     np.testing.assert_array_equal(motion.jaw_pose, as_params(rows).jaw_pose)  # in timestep order
+
+
+def run_app_until(tmp_path, done, settings=None, **kwargs):
+    """`run_app` (as `avatar app` calls it) on the demo speaking a 2 s tone, until `done(window)`;
+    returns what the window showed then."""
+    player = Player(SIGNAL_DEMO_SOURCE.load(), backend="cpu")
+    source = ClipSource(audio=write_tone(tmp_path / "tone.wav", seconds=2.0))
+    player.load_clip(source)
+    settings = settings or QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
+    seen, deadline, timer = [], time.monotonic() + 90, QTimer()
+
+    def poll():
+        window = next((w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow) and w.isVisible()), None)
+        if window is not None and (done(window) or time.monotonic() > deadline):
+            timer.stop()
+            seen.append({"playing": window.clock.playing, "frame": window.session.frame, "settled": window.settled(),
+                         "pause_icon": window.transport.play_button.icon().cacheKey()
+                         == window.transport._icons[True].cacheKey()})
+            window.close()
+
+    timer.timeout.connect(poll)
+    timer.start(20)
+    assert run_app(player, SIGNAL_DEMO_SOURCE, source, settings=settings, **kwargs) == 0
+    return seen[0]
+
+
+def test_the_window_opens_playing(qapp, tmp_path):
+    shown = run_app_until(tmp_path, lambda w: w.session.frame >= 10)
+    assert shown["playing"] and shown["frame"] >= 10 and shown["pause_icon"]
+
+
+def test_paused_or_the_preference_opens_paused(qapp, tmp_path):
+    """`--paused` (autoplay=False) once; Playback → Play when the window opens, remembered."""
+    paused = run_app_until(tmp_path, lambda w: w.settled(), autoplay=False)
+    assert paused == {"playing": False, "frame": 0, "settled": True, "pause_icon": False}
+    settings = QSettings(str(tmp_path / "prefs.ini"), QSettings.IniFormat)
+    window = MainWindow(Player(SIGNAL_DEMO_SOURCE.load(), backend="cpu"), SIGNAL_DEMO_SOURCE,
+                        ClipSource(duration=0.5), settings)
+    assert window.autoplay_action.isChecked()  # the default: play
+    window.autoplay_action.trigger()
+    assert settings.value(AUTOPLAY_KEY, type=bool) is False
+    window.close()
+    unwanted = run_app_until(tmp_path, lambda w: w.settled(), settings=settings)
+    assert unwanted == paused
+
+
+def test_status_bar_says_why_there_is_no_sound(qtbot, window):
+    label, device = window.sound_label, bool(QMediaDevices.audioOutputs())
+    assert label.text() == ("" if device else "sound off: no audio output device")
+    window.mute_action.trigger()
+    assert label.text() == ("sound off: muted" if device else "sound off: no audio output device")
+    window.mute_action.trigger()
+    assert label.text() == ("" if device else "sound off: no audio output device")
+    with qtbot.waitSignal(window.session.loaded, timeout=20000):
+        window.session.load(window.session.avatar_source, ClipSource(duration=0.5), "a still")
+    assert label.text() == "sound off: the clip has no audio" and label.isVisible()
+
+
+def test_alive_sliders_reach_the_player_and_change_the_frame(qtbot, window, tmp_path):
+    """Blinks, gaze and head motion: each slider sets the player's strength, and the frame the
+    window shows is what the player renders with those layers."""
+    session, sliders = window.session, window.emotion_panel.living_sliders
+    with qtbot.waitSignal(session.loaded, timeout=20000):  # long enough for blinks
+        session.load(session.avatar_source, ClipSource(audio=write_tone(tmp_path / "long.wav", 6.0)), "6 s")
+    assert all(s.isEnabled() and s.fraction() == 0 for s in sliders.values())  # the demo FLAME has eyelids
+    probe = session.player.snapshot()
+    probe.set_living(dataclasses.replace(probe.performance.living, blink=1.0))
+    lids = probe.flame_params(0, session.num_frames).eyelids.mean(1)
+    closed, open_ = int(np.argmax(lids)), int(np.argmin(lids))
+    assert lids[closed] > 0.8 and lids[open_] < 0.05
+    window.seek_frame(open_)
+    still = shown_after(qtbot, window, lambda: None)
+    gaze = shown_after(qtbot, window, lambda: sliders["gaze"].slider.setValue(200))
+    rows, cols = upper_face_box(session.player.snapshot(), still.shape[1], still.shape[0])
+    moved = np.abs(gaze - still).mean(-1) > 20
+    assert moved.sum() >= 10 and moved[rows, cols].sum() == moved.sum()          # the eyes move, nothing else
+    head = shown_after(qtbot, window, lambda: sliders["head_motion"].slider.setValue(150))
+    assert (np.abs(head - gaze).mean(-1) > 20).sum() > 100 * moved.sum()          # the whole head moves
+    window.seek_frame(closed)
+    open_eyes = shown_after(qtbot, window, lambda: None)
+    blink = shown_after(qtbot, window, lambda: sliders["blink"].slider.setValue(100))
+    shut = np.abs(blink - open_eyes).mean(-1) > 20
+    rows, cols = upper_face_box(session.player.snapshot(), blink.shape[1], blink.shape[0])
+    assert shut.sum() > 500 and shut[rows, cols].sum() == shut.sum()               # the lids close
+    living = session.player.performance.living
+    assert (living.blink, living.gaze, living.head_motion) == (1.0, 2.0, 1.5)
+    reference = Player(SIGNAL_DEMO_SOURCE.load(), backend="cpu")
+    reference.clip, reference.view = session.player.clip, session.player.snapshot().view
+    reference.view.width, reference.view.height = blink.shape[1], blink.shape[0]
+    reference.set_living(living)
+    assert np.abs(reference.render_frame(closed).astype(np.float32) - blink).max() <= 1
+    # a FLAME without eyelid blendshapes: no blinks, the slider disabled saying why; the rest stays
+    with np.load(DEMO_FLAME) as demo:
+        np.savez(tmp_path / "no_eyelids.npz", **{k: demo[k] for k in demo.files if not k.endswith("_eyelid")})
+    with qtbot.waitSignal(session.loaded, timeout=30000):
+        session.open_path(tmp_path / "no_eyelids.npz")
+    living = session.player.performance.living
+    assert (living.blink, living.gaze, living.head_motion) == (0.0, 2.0, 1.5)
+    assert not sliders["blink"].isEnabled() and "no eyelid blendshapes" in sliders["blink"].toolTip()
+    assert sliders["blink"].fraction() == 0 and sliders["gaze"].isEnabled() and sliders["gaze"].fraction() == 2.0
+
+
+def test_window_layout_is_remembered(qtbot, window):
+    window.resize(780, 700)  # inside the offscreen platform's 800 px wide screen
+    window.top_splitter.setSizes([400, 380])
+    window.splitter.setSizes([420, 200])
+    sizes = window.size(), window.top_splitter.sizes(), window.splitter.sizes()
+    window.close()
+    session = window.session
+    again = MainWindow(session.player, session.avatar_source, session.clip_source, window.settings)
+    qtbot.addWidget(again)
+    again.show()
+    assert (again.size(), again.top_splitter.sizes(), again.splitter.sizes()) == sizes
+    again.close()

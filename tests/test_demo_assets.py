@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from assets import DEMO_AUDIO, DEMO_AVATAR, DEMO_BLENDSHAPES, DEMO_DIR, DEMO_FLAME
-from avatar_app.demo.build import build_demo
+from avatar_app.cli import main
+from avatar_app.demo.build import DEMO_SENTENCE, synthesize_speech
 from avatar_app.demo.head import REGIONS, build_demo_head, surface_regions
 from models.audio.sources import load_wav
 from models.drivers.contract import neutral_speech
@@ -17,11 +18,32 @@ from models.rig.mapping import rig_forward
 from renderer.ply import read_ply
 
 
+def packaged() -> dict[str, bytes]:
+    return {str(p.relative_to(DEMO_DIR)): p.read_bytes() for p in sorted(DEMO_DIR.rglob("*")) if p.is_file()}
+
+
 @pytest.fixture(scope="module")
 def rebuilt(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo")
-    build_demo(out, speech=shutil.which("espeak-ng") is not None)
+    """`avatar build-demo --out DIR --no-speech` (the speech is checked on its own below)."""
+    out = tmp_path_factory.mktemp("demo") / "demo"
+    before = packaged()
+    assert main(["build-demo", "--out", str(out), "--no-speech"]) == 0
+    assert packaged() == before  # the packaged demo is written only with --in-place
     return out
+
+
+def test_build_demo_needs_a_folder_and_keeps_what_is_not_its_own(tmp_path, capsys, rebuilt):
+    for argv in ([], ["--out", str(tmp_path), "--in-place"]):
+        with pytest.raises(SystemExit) as stop:
+            main(["build-demo", *argv])
+        assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "one of the arguments --out --in-place is required" in err and "not allowed with argument" in err
+    (tmp_path / "notes.txt").write_text("mine")
+    assert main(["build-demo", "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith(f"avatar: error: {tmp_path}") and (tmp_path / "notes.txt").is_file()
+    assert not (tmp_path / "flame_demo.npz").exists()
+    assert (rebuilt / "speech.wav").read_bytes() == DEMO_AUDIO.read_bytes()  # --no-speech: the packaged one
 
 
 def test_generator_reproduces_flame_and_avatar(rebuilt):
@@ -59,8 +81,9 @@ def test_generator_reproduces_blendshapes(rebuilt):
 
 
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng speaks the demo sentence")
-def test_generator_reproduces_speech(rebuilt):
-    a, b = load_wav(DEMO_AUDIO), load_wav(rebuilt / DEMO_AUDIO.name)
+def test_generator_reproduces_speech(tmp_path):
+    synthesize_speech(DEMO_SENTENCE, tmp_path / "speech.wav")
+    a, b = load_wav(DEMO_AUDIO), load_wav(tmp_path / "speech.wav")
     assert a.sample_rate == b.sample_rate and np.array_equal(a.samples, b.samples)
 
 

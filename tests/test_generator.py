@@ -385,3 +385,24 @@ def test_a_config_is_checked_against_the_weights_before_the_network_is_built(mod
     with pytest.raises(InputError, match="different architecture"):
         LearnedDriver.load(tmp_path / "huge")
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200 * 1024  # KiB
+
+
+def test_velocity_loss_calms_the_expression_stream(model, small_set):
+    """The velocity loss costs frame-to-frame jitter of the expression stream (whose truth moves
+    slowly), and it is the expression stream it calms, more than the speech stream."""
+    config = GeneratorConfig.for_model(model, width=8, layers=2)
+    settings = {"batch": 3, "window_s": 0.5, "lr": 0.01}
+    plain = train_generator(small_set, model, config, small_run(None, 60), **settings)
+    calm = train_generator(small_set, model, config, small_run(None, 60), velocity=100.0, **settings)
+    clip = small_set[0]
+
+    def jitter(driver: LearnedDriver) -> tuple[float, float]:
+        features = driver.analyse(clip.audio, FPS)
+        speech, expression = driver.weights(features, np.zeros((len(clip.vertices), len(model.emotion_names))))
+        return tuple(float(np.abs(np.diff(w, axis=0)).mean()) for w in (speech, expression))
+
+    (plain_speech, plain_expression), (calm_speech, calm_expression) = jitter(plain), jitter(calm)
+    assert calm_expression < 0.5 * plain_expression
+    assert calm_expression / calm_speech < 0.5 * plain_expression / plain_speech
+    with pytest.raises(InputError, match="velocity"):
+        train_generator(small_set, model, config, small_run(None, 1), velocity=-1.0)

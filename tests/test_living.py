@@ -9,8 +9,9 @@ import pytest
 
 from assets import DEMO_AUDIO, DEMO_FLAME
 from avatar_app.avatar import SIGNAL_DEMO_SOURCE
-from avatar_app.cli import living_layers, main, make_parser
+from avatar_app.cli import main, make_parser
 from avatar_app.clip import ClipSource
+from avatar_app.commands import living_layers
 from avatar_app.player import Player
 from avatar_app.stimuli.design import merged_defaults, read_design
 from avatar_app.stimuli.resolve import resolve

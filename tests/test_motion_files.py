@@ -157,7 +157,7 @@ def test_a_bad_folder_is_one_line_and_writes_nothing(tmp_path, capsys, monkeypat
     err = capsys.readouterr().err
     assert err.startswith("avatar: error: ") and err.count("\n") == 1 and needle in err, err
     assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
-    assert main(["info", str(folder)]) == 2  # an empty folder is taken for an avatar without its point cloud
+    assert main(["info", str(folder)]) == 2  # an empty folder: one line naming it and what info describes
     assert (needle if case != "empty" else "flame_param") in capsys.readouterr().err
 
 

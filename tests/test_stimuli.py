@@ -4,6 +4,7 @@ import csv
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -227,6 +228,64 @@ def test_a_killed_batch_leaves_no_partial_file_and_a_rerun_completes_it(inputs, 
         assert rms_level(Audio(audio, RATE)) == pytest.approx(-20.0, abs=0.5)
 
 
+def bar_counts(text):
+    """The frame counts a progress bar showed ("12/95"), in order."""
+    return [int(done) for done, total in re.findall(r"\| *(\d+)/(\d+) \[", text)]
+
+
+def test_the_manifest_grows_as_the_batch_goes_and_trials_use_what_is_made(inputs, tmp_path, capsys):
+    design = tmp_path / "growing.csv"  # 5 + 80 + 10 frames; the long one is stopped halfway
+    design.write_text(f"# size: 32x32\n# fps: 10\nid,audio,end,lead_in,lead_out\nshort,,0.3,0.2,\nlong,,8,,\n"
+                      f"spoken,{inputs / 'quiet.wav'},,,0.2\n")
+    out, log = tmp_path / "out", tmp_path / "stderr.txt"
+    command = [sys.executable, "-m", "avatar_app.cli", "stimuli", str(design), "-o", str(out), "--workers", "2"]
+    finished = {0, 5, 10, 15, 80, 85, 90, 95}  # bar counts made of whole stimuli only
+    with open(log, "w") as stderr:
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)
+    deadline, partial = time.monotonic() + 180, None
+    try:  # Ctrl-C once the short one is made and a worker has reported frames of one in progress
+        while time.monotonic() < deadline and process.poll() is None:
+            if (out / "manifest.json").is_file():
+                partial = manifest(out)
+                if partial["stimuli"][0]["status"] == "ok" and set(bar_counts(log.read_text())) - finished:
+                    break
+            time.sleep(0.02)
+        assert process.poll() is None, "the batch ended before it could be stopped"
+        os.kill(process.pid, signal.SIGINT)
+        assert process.wait(60) == 130
+    finally:
+        if process.poll() is None:
+            process.kill()
+    progress = log.read_text()
+    assert bar_counts(progress)[0] == 0 and " 0/95 [" in progress and "frame/s" in progress
+    assert "stopped: 1 of 3 stimuli are made" in progress or "stopped: 2 of 3 stimuli are made" in progress
+    assert not [p for p in out.iterdir() if p.name.startswith(".") and p.is_file()]  # no temporaries
+    statuses = [r["status"] for r in partial["stimuli"]]
+    assert statuses[:2] == ["ok", "pending"] and statuses[2] in ("ok", "pending")
+    assert partial["stimuli"][1]["parameters"]["end"] == 8 and "outputs" not in partial["stimuli"][1]
+    assert [r["status"] for r in manifest(out)["stimuli"]][:2] == ["ok", "pending"]
+    with open(out / "manifest.csv", newline="") as handle:
+        assert [r["status"] for r in csv.DictReader(handle)][:2] == ["ok", "pending"]
+    assert main(["trials", str(out / "manifest.json"), "--participants", "2", "--seed", "1"]) == 0
+    said = capsys.readouterr().out
+    assert "stimuli are not made yet (the batch is running or was stopped): long" in said
+    settings = json.loads((out / "trials" / "settings.json").read_text())
+    assert "long" in settings["pending"]
+    with open(out / "trials" / "participant_001.csv", newline="") as handle:
+        assert "long" not in {r["id"] for r in csv.DictReader(handle)}
+    # the same command again makes the rest, its bar counting the frames of each as they render
+    assert main(["stimuli", str(design), "-o", str(out)]) == 0
+    said = capsys.readouterr()
+    assert "0 failed" in said.out and "already made and unchanged: skipped" in said.out
+    counts = bar_counts(said.err)
+    assert counts[-1] in (90, 80) and set(counts) - {0, 10, 80, 90}
+    final = manifest(out)
+    assert [r["status"] for r in final["stimuli"]] == ["ok"] * 3
+    assert final["stimuli"][0] == partial["stimuli"][0]  # the made one, as the partial manifest had it
+    assert main(["trials", str(out / "manifest.json"), "--participants", "2", "--seed", "1"]) == 0
+    assert "warning" not in capsys.readouterr().out
+
+
 def test_a_failing_row_is_reported_and_the_others_are_made(inputs, tmp_path, capsys):
     broken = tmp_path / "broken_avatar"
     broken.mkdir()
@@ -238,6 +297,8 @@ def test_a_failing_row_is_reported_and_the_others_are_made(inputs, tmp_path, cap
     assert records["good"]["status"] == "ok" and (tmp_path / "out" / "good.mp4").is_file()
     assert records["bad"]["status"] == "failed" and "point_cloud.ply" in records["bad"]["error"]
     assert "failed: bad:" in capsys.readouterr().out
+    assert main(["trials", str(tmp_path / "out" / "manifest.json"), "--participants", "2", "--seed", "1"]) == 2
+    assert "1 stimuli failed (bad); see each one's error" in capsys.readouterr().err
     assert main(["trials", str(tmp_path / "out" / "manifest.json"), "--participants", "2", "--seed", "1"]) == 2
 
 

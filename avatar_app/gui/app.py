@@ -53,14 +53,20 @@ def _png_bytes(image: QImage) -> bytes:
 
 
 def run_app(player: Player, avatar_source: AvatarSource, clip_source: ClipSource,
-            snapshot: Path | None = None, settings: QSettings | None = None) -> int:
+            snapshot: Path | None = None, settings: QSettings | None = None, autoplay: bool = True,
+            export_size: tuple[int, int] | None = None) -> int:
     """Show the window until it closes. With `snapshot`, wait for the first full-size frame,
-    save a grab of the whole window there and exit (0 on success)."""
+    save a grab of the whole window there and exit (0 on success). The clip plays once its
+    first frame is shown, unless `autoplay` is False (`--paused`) or the user's preference
+    (Playback → Play when the window opens) says no. `export_size` (`--size`): the size of File →
+    Save PNG snapshot, and where File → Record starts."""
     app = application()
     if settings is None and snapshot is not None:  # default layout; the user's settings untouched
         scratch = tempfile.TemporaryDirectory(prefix="avatar-snapshot-")
         settings = QSettings(str(Path(scratch.name) / "settings.ini"), QSettings.IniFormat)
-    window = MainWindow(player, avatar_source, clip_source, settings or QSettings())
+    window = MainWindow(player, avatar_source, clip_source, settings or QSettings(),
+                        autoplay=autoplay and snapshot is None,  # a snapshot shows the first frame
+                        export_size=export_size)
     with _closed_by_signals(window) as stopped:
         code = _show(app, window, snapshot)
     return exit_code(stopped[0]) if stopped else code

@@ -51,7 +51,7 @@ class CurvePanel(QWidget):
     seek_requested = Signal(float)  # seconds
 
     TITLES = ("speech", "emotion", "expression", "FLAME")
-    LEGEND_ROWS = 4
+    LEGEND_ROWS = 3  # with the legends' spacing, short enough for all four plots in an 860 px window
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -70,7 +70,7 @@ class CurvePanel(QWidget):
             plot.showGrid(x=True, y=True, alpha=0.2)
             plot.getAxis("left").setWidth(52)
             plot.getAxis("left").enableAutoSIPrefix(False)
-            legend = pg.LegendItem(labelTextSize="7pt", verSpacing=-6)
+            legend = pg.LegendItem(labelTextSize="7pt", verSpacing=-8)
             self.graphics.addItem(legend, row=row, col=1)
             self.legends.append(legend)
             if self.plots:

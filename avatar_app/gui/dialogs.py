@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
 )
 
 from common.errors import InputError
+from models.audio.decode import AUDIO_SUFFIXES
 
 from ..avatar import AvatarSource
 
@@ -24,7 +25,7 @@ FILTERS = {
     "avatar": "Gaussian avatar (*.ply)",
     "flame": "FLAME model (*.pkl *.npz)",
     "blendshapes": "Blendshape model (*.npz)",
-    "audio": "Audio (*.wav)",
+    "audio": f"Audio or video ({' '.join('*' + s for s in AUDIO_SUFFIXES)});;All files (*)",  # ffmpeg decodes it
     "clip": "Weights or FLAME motion (*.npz)",
     "preset": "Emotion preset (*.json)",
 }

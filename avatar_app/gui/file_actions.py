@@ -1,6 +1,7 @@
 """The File menu: open avatar / FLAME / blendshapes / audio / weights / motion (also by drag and
-drop and from recent files), record an MP4, save a PNG snapshot, export weights and FLAME motion,
-and emotion presets. Recording is an exact offline render through the player, not a screen grab.
+drop and from recent files), record an MP4, save a PNG snapshot, export weights, FLAME motion,
+ARKit curves and glTF, and emotion presets. Recording is an exact offline render through the
+player, not a screen grab.
 
 It asks the user (dialogs on `parent`) and hands the work to the Session, so it needs nothing
 of the window."""
@@ -12,10 +13,12 @@ from pathlib import Path
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QDialog, QFileDialog, QMenu, QProgressDialog, QWidget
 
+from assets import DEMO_ARKIT_SHAPES, DEMO_AVATAR
 from common.errors import InputError
 from models.rig.flame import save_flame_params
 
 from ..clip import Clip, frame_count
+from ..exports.player_files import write_export
 from ..player import Cancelled
 from ..preset import save_preset
 from ..video import write_png
@@ -25,16 +28,21 @@ from .session import Session
 from .tasks import Task
 
 MAX_RECENT = 10
+ARKIT_FILTERS = {"Live Link Face CSV (*.csv)": "livelink", "ARKit CSV, Apple's names (*.csv)": "csv",
+                 "ARKit JSON (*.json)": "json"}  # save dialog filter → format
 
 
 class FileActions:
     """What the File menu does for one session; `snapshot_size` is the full size of the view
-    the user sees (a snapshot is that image)."""
+    the user sees (a snapshot is that image); `export_size` (`avatar app --size`), when given,
+    is the size of snapshots and where the Record dialog starts."""
 
-    def __init__(self, session: Session, parent: QWidget, snapshot_size: Callable[[], tuple[int, int]]) -> None:
+    def __init__(self, session: Session, parent: QWidget, snapshot_size: Callable[[], tuple[int, int]],
+                 export_size: tuple[int, int] | None = None) -> None:
         self.session = session
         self.parent = parent
         self.snapshot_size = snapshot_size
+        self.export_size = export_size
         self.recent_menu: QMenu | None = None
         session.loaded.connect(self.remember)
 
@@ -53,7 +61,9 @@ class FileActions:
         for group in ((("Record MP4…", self.ask_record, "Ctrl+R"),
                        ("Save PNG snapshot…", self.ask_snapshot, "Ctrl+S"),
                        ("Export weights (CSV or .weights.npz)…", self.ask_export_weights, None),
-                       ("Export FLAME motion (NPZ)…", self.ask_export_motion, None)),
+                       ("Export FLAME motion (NPZ)…", self.ask_export_motion, None),
+                       ("Export ARKit curves…", self.ask_export_arkit, None),
+                       ("Export glTF…", self.ask_export_gltf, None)),
                       (("Save emotion preset…", self.save_preset, None),
                        ("Load emotion preset…", self.load_preset, None)),
                       (("Quit", self.parent.close, "Ctrl+Q"),)):
@@ -75,11 +85,15 @@ class FileActions:
             self.open_path(Path(path))
 
     def _ask_save(self, title: str, default_name: str, file_filter: str) -> Path | None:
+        return self._ask_save_filtered(title, default_name, file_filter)[0]
+
+    def _ask_save_filtered(self, title: str, default_name: str, file_filter: str) -> tuple[Path | None, str]:
+        """Where to save (None if cancelled) and the filter the user chose."""
         start = str(Path(self._last_dir()) / default_name)
-        path, _ = QFileDialog.getSaveFileName(self.parent, title, start, file_filter)
+        path, chosen = QFileDialog.getSaveFileName(self.parent, title, start, file_filter)
         if path:
             self.session.settings.setValue("files/last_dir", str(Path(path).parent))
-        return Path(path) if path else None
+        return (Path(path) if path else None), chosen
 
     def _save_as(self, save: Callable[[Path], object], title: str, default_name: str, file_filter: str) -> None:
         """Ask where, then `save` there (nothing if the user cancels)."""
@@ -126,6 +140,7 @@ class FileActions:
         camera = self.session.player.view.camera
         if camera is not None:  # a camera from a file: its own image size (even, for the MP4)
             size = (camera.width // 2 * 2, camera.height // 2 * 2)
+        size = self.export_size or size
         dialog = ExportDialog(size, self.session.player.clip.fps, self.parent)
         if dialog.exec() != QDialog.Accepted:
             return
@@ -175,9 +190,9 @@ class FileActions:
                       f"frame_{self.session.frame:05d}.png", "PNG image (*.png)")
 
     def snapshot(self, path: Path) -> Task:
-        """The current frame rendered at the view's full size."""
+        """The current frame rendered at the view's full size (or the `export_size`)."""
         player = self.session.player.snapshot()
-        width, height = self.snapshot_size()
+        width, height = self.export_size or self.snapshot_size()
         player.set_view(width=width, height=height)
         frame = self.session.frame
 
@@ -210,6 +225,40 @@ class FileActions:
             save_flame_params(player.flame_params(0, player.clip.num_frames), path)
 
         self._write(path, write)
+
+    def ask_export_arkit(self) -> None:
+        path, chosen = self._ask_save_filtered("Export ARKit curves", "take.csv", ";;".join(ARKIT_FILTERS))
+        if path is None:
+            return
+        fmt = ARKIT_FILTERS.get(chosen, "json" if path.suffix.lower() == ".json" else "livelink")
+        shapes = self._arkit_shapes()
+        if shapes is not None:
+            self.export_file(path.with_suffix(".json" if fmt == "json" else ".csv"), "arkit", fmt, shapes)
+
+    def _arkit_shapes(self) -> Path | None:
+        """The demo's own ARKit target shapes on the demo head; else a file the user picks
+        (the last one offered first)."""
+        if self.session.avatar_source.avatar == DEMO_AVATAR:
+            return DEMO_ARKIT_SHAPES
+        last = str(self.session.settings.value("export/arkit_shapes", self._last_dir()))
+        name, _ = QFileDialog.getOpenFileName(self.parent, "ARKit target shapes for this avatar", last,
+                                              "ARKit target shapes (*.npz)")
+        if name:
+            self.session.settings.setValue("export/arkit_shapes", name)
+        return Path(name) if name else None
+
+    def ask_export_gltf(self) -> None:
+        self._save_as(lambda path: self.export_file(path.with_suffix(".glb"), "gltf"), "Export glTF", "clip.glb",
+                      "glTF binary (*.glb)")
+
+    def export_file(self, path: Path, kind: str, arkit_format: str = "livelink",
+                    arkit_shapes: Path | None = None) -> Task:
+        """Export the clip as `avatar export` does (exports/player_files.py), from a snapshot of
+        the player, off the GUI thread: ARKit solving and glTF writing take a while on long clips."""
+        player = self.session.player.snapshot()
+
+        return self.session.run_task(lambda _task: write_export(player, path, kind, arkit_format, arkit_shapes), lambda what: self.session.tell(f"wrote {path}: {what}", 10000),
+                                     f"Cannot export {path}")
 
     def _write(self, path: Path, write: Callable[[], None], verb: str = "export") -> None:
         """Write a small file now, on the GUI thread; a failure names it."""

@@ -32,7 +32,7 @@ from ..player import VIEW_PRESETS, Player, View
 from . import viewport as view_controls
 from .actions import add_action
 from .camera_dialog import ask_camera
-from .curves import CurvePanel, curve_data
+from .curves import CurveData, CurvePanel, curve_data
 from .emotion_panel import EmotionPanel
 from .file_actions import FileActions
 from .playback import PlaybackClock
@@ -48,13 +48,17 @@ SETTLE_MS = 250           # after the last interaction, render full size
 TICK_MS = 8               # playback clock polling while playing
 FPS_WINDOW = 1.0          # seconds over which the shown frame rate is measured
 TASK_CLEANUP_S = 30.0     # on closing, how long a cancelled recording may take to remove its file
+AUTOPLAY_KEY = "playback/autoplay"  # the preference: play when the window opens (default yes)
 
 
 class MainWindow(QMainWindow):
     frame_shown = Signal(bool)  # preview?
 
     def __init__(self, player: Player, avatar_source: AvatarSource, clip_source: ClipSource,
-                 settings: QSettings) -> None:
+                 settings: QSettings, autoplay: bool = False, export_size: tuple[int, int] | None = None) -> None:
+        """With `autoplay` the clip starts playing once its first frame is shown, unless the
+        user's preference (Playback → Play when the window opens) says no. `export_size`: see
+        `FileActions`."""
         super().__init__()
         self.setWindowTitle("Talking-head studio")
         self.setAcceptDrops(True)
@@ -75,7 +79,7 @@ class MainWindow(QMainWindow):
         self.curves = CurvePanel(self)
         self.clock = PlaybackClock(self)
         self.worker = RenderWorker(self)
-        self.files = FileActions(self.session, self, lambda: self._render_size(1 << 14))
+        self.files = FileActions(self.session, self, lambda: self._render_size(1 << 14), export_size)
         self._build_layout()
         self._build_menus()
         self._build_status_bar()
@@ -87,13 +91,16 @@ class MainWindow(QMainWindow):
         self._settle.timeout.connect(self._on_settled)
         self._curve_timer = QTimer(self, singleShot=True, interval=60)
         self._curve_timer.timeout.connect(self._update_curves)
+        self._curves_busy = self._curves_stale = False
 
         self._show_document()
         self._restore_settings()
+        if autoplay and self.autoplay_action.isChecked():
+            self.frame_shown.connect(self._play_on_open)
 
     # ---- layout --------------------------------------------------------------------------
     def _build_layout(self) -> None:
-        top = QSplitter(Qt.Horizontal, self)
+        top = self.top_splitter = QSplitter(Qt.Horizontal, self)
         top.addWidget(self.viewport)
         top.addWidget(self.emotion_panel)
         top.setStretchFactor(0, 1)
@@ -116,13 +123,19 @@ class MainWindow(QMainWindow):
         self.files.build_menu(bar.addMenu("&File"))
 
         play = bar.addMenu("&Playback")
+        play.setToolTipsVisible(True)
         add_action(self, play, "Play / pause", self.toggle_play, Qt.Key_Space)
         add_action(self, play, "Stop", self.stop)
         add_action(self, play, "Previous frame", lambda: self.step(-1), Qt.Key_Left)
         add_action(self, play, "Next frame", lambda: self.step(1), Qt.Key_Right)
         add_action(self, play, "Go to start", lambda: self.seek_frame(0), Qt.Key_Home)
-        self.mute_action = add_action(self, play, "Mute", lambda: self.clock.set_muted(self.mute_action.isChecked()))
+        self.mute_action = add_action(self, play, "Mute", self._mute)
         self.mute_action.setCheckable(True)
+        self.autoplay_action = add_action(self, play, "Play when the window opens", lambda: self.settings.setValue(
+            AUTOPLAY_KEY, self.autoplay_action.isChecked()))
+        self.autoplay_action.setCheckable(True)
+        self.autoplay_action.setChecked(self.settings.value(AUTOPLAY_KEY, True, type=bool))
+        self.autoplay_action.setToolTip("Remembered between runs; avatar app --paused opens paused once")
         play.addSeparator()
         add_action(self, play, "Set emotion key at playhead", self.set_key, Qt.Key_K)
         add_action(self, play, "Delete emotion key at playhead", self.delete_key, QKeySequence.Delete)
@@ -146,7 +159,9 @@ class MainWindow(QMainWindow):
         self.backend_label = QLabel(self)
         self.count_label = QLabel(self)
         self.fps_label = QLabel(self)
-        for label in (self.fps_label, self.count_label, self.backend_label):
+        self.sound_label = QLabel(self)  # why nothing is heard, while that lasts
+        self.sound_label.setContentsMargins(0, 0, 12, 0)
+        for label in (self.sound_label, self.fps_label, self.count_label, self.backend_label):
             status.addPermanentWidget(label)
 
     def _connect(self) -> None:
@@ -157,7 +172,7 @@ class MainWindow(QMainWindow):
         s.message.connect(lambda text, ms: self.statusBar().showMessage(text, ms))
         self.worker.rendered.connect(self._on_rendered)
         self.worker.failed.connect(lambda message: self.statusBar().showMessage(message, 8000))
-        self.clock.silenced.connect(lambda message: self.statusBar().showMessage(message, 8000))
+        self.clock.silenced.connect(self._on_silenced)
         t = self.transport
         t.play_toggled.connect(self.toggle_play)
         t.stop_requested.connect(self.stop)
@@ -191,8 +206,7 @@ class MainWindow(QMainWindow):
         self._sync_panel()
         self._show_expression_space()
         self.clock.set_audio(player.clip.audio)
-        if self.clock.silent_reason and player.clip.audio is not None:
-            self.statusBar().showMessage(self.clock.silent_reason, 8000)
+        self._show_sound()
         self.backend_label.setText("gsplat (CUDA)" if player.backend == "gsplat" else "CPU renderer")
         self.count_label.setText(f"{player.num_gaussians:,} Gaussians")
         self.setWindowTitle(f"Talking-head studio: {Path(self.session.avatar_source.avatar).name} · "
@@ -208,6 +222,27 @@ class MainWindow(QMainWindow):
         self.error_box.open()
 
     # ---- playback ------------------------------------------------------------------------
+    def _play_on_open(self, _preview: bool) -> None:
+        """The first frame is on screen: start playing (once)."""
+        self.frame_shown.disconnect(self._play_on_open)
+        if not self.clock.playing:
+            self.toggle_play()
+
+    def _show_sound(self) -> None:
+        """The status bar says why nothing is heard: no audio in the clip, no output device,
+        a failed output, or muted."""
+        reason = self.clock.sound_off()
+        self.sound_label.setText(f"sound off: {reason}" if reason else "")
+        self.sound_label.setVisible(bool(reason))
+
+    def _mute(self) -> None:
+        self.clock.set_muted(self.mute_action.isChecked())
+        self._show_sound()
+
+    def _on_silenced(self, reason: str) -> None:
+        self.statusBar().showMessage(f"{reason}: playing silently", 8000)
+        self._show_sound()
+
     def toggle_play(self) -> None:
         if self.clock.playing:
             self.clock.pause()
@@ -319,11 +354,27 @@ class MainWindow(QMainWindow):
         action.setChecked(player.performance.expression_space == "avatar")
 
     def _update_curves(self) -> None:
-        try:
-            self.curves.set_data(curve_data(self.session.player))
-        except InputError as err:
-            self.statusBar().showMessage(str(err), 8000)
-        self.curves.set_playhead(self.session.frame_time())
+        """Recompute the curves on a task thread (the whole clip: seconds for a long one), one
+        computation at a time; a change meanwhile recomputes once more when it is done."""
+        if self._curves_busy:
+            self._curves_stale = True
+            return
+        self._curves_busy, self._curves_stale = True, False
+        player = self.session.player.snapshot()
+        self.session.run_task(lambda _task: curve_data(player), self._show_curves, "Cannot draw the curves",
+                              on_error=self._show_curves)
+
+    def _show_curves(self, data: CurveData | BaseException) -> None:
+        self._curves_busy = False
+        if isinstance(data, InputError):
+            self.statusBar().showMessage(str(data), 8000)
+        elif isinstance(data, BaseException):
+            self.show_error("Cannot draw the curves", data)
+        else:
+            self.curves.set_data(data)
+            self.curves.set_playhead(self.session.frame_time())
+        if self._curves_stale:
+            self._update_curves()
 
     # ---- view ----------------------------------------------------------------------------
     def _view(self) -> View:
@@ -447,13 +498,15 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(geometry)
         else:
             self.resize(1280, 860)
-        state = self.settings.value("window/splitter")
-        if state is not None:
-            self.splitter.restoreState(state)
+        for key, splitter in (("window/splitter", self.splitter), ("window/top_splitter", self.top_splitter)):
+            state = self.settings.value(key)
+            if state is not None:
+                splitter.restoreState(state)
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.settings.setValue("window/geometry", self.saveGeometry())
         self.settings.setValue("window/splitter", self.splitter.saveState())
+        self.settings.setValue("window/top_splitter", self.top_splitter.saveState())
         self.settings.sync()
         self.session.close(TASK_CLEANUP_S)  # a recording removes its unfinished file before we go
         self._tick.stop()

@@ -13,12 +13,13 @@ from models.audio.sources import Audio, save_wav
 
 MAX_EXTRAPOLATION = 0.15  # seconds the clock may run ahead of the last audio position report
 STALL_SECONDS = 3.0       # an output that reports no progress this long is given up
+NO_AUDIO = "the clip has no audio"
 
 
 class PlaybackClock(QObject):
-    """play / pause / seek / time() in seconds; `silent_reason` says why there is no sound."""
+    """play / pause / seek / time() in seconds; `sound_off()` says why nothing is heard."""
 
-    silenced = Signal(str)
+    silenced = Signal(str)  # the output failed while in use: why (playback goes on silently)
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -26,12 +27,12 @@ class PlaybackClock(QObject):
         self._media: QMediaPlayer | None = None
         self._output: QAudioOutput | None = None
         self.playing = False
-        self.silent_reason = "no audio"
+        self.silent_reason = NO_AUDIO  # why there is no sound output ("" with one)
+        self.muted = False
         self._anchor_time = 0.0     # clock time at the anchor
         self._anchor_wall = time.monotonic()
         self._started = False       # has the sound moved since play/seek?
         self._floor = 0.0           # the clock never goes back while playing
-        self._volume = 1.0
 
     # ---- sources -----------------------------------------------------------------------
     def set_audio(self, audio: Audio | None) -> None:
@@ -39,14 +40,14 @@ class PlaybackClock(QObject):
         self.pause()
         self._release_media()
         if audio is None:
-            self.silent_reason = "no audio"
+            self.silent_reason = NO_AUDIO
         elif not QMediaDevices.audioOutputs():
-            self.silent_reason = "no audio output device: playing silently"
+            self.silent_reason = "no audio output device"
         else:
             path = Path(self._scratch.name) / f"clip-{id(audio)}.wav"
             save_wav(audio, path)
             self._output = QAudioOutput(self)
-            self._output.setVolume(self._volume)
+            self._output.setMuted(self.muted)
             self._media = QMediaPlayer(self)
             self._media.setAudioOutput(self._output)
             self._media.errorOccurred.connect(self._on_error)
@@ -59,10 +60,15 @@ class PlaybackClock(QObject):
     def has_sound(self) -> bool:
         return self._media is not None
 
+    def sound_off(self) -> str:
+        """Why nothing is heard ("" when the clip's sound plays): no audio in the clip, no
+        output device, a failed output, or muted."""
+        return self.silent_reason or ("muted" if self.muted else "")
+
     def set_muted(self, muted: bool) -> None:
-        self._volume = 0.0 if muted else 1.0
+        self.muted = muted
         if self._output is not None:
-            self._output.setVolume(self._volume)
+            self._output.setMuted(muted)
 
     def _release_media(self) -> None:
         if self._media is not None:
@@ -73,7 +79,7 @@ class PlaybackClock(QObject):
         self._media = self._output = None
 
     def _on_error(self, _error: QMediaPlayer.Error, message: str) -> None:
-        self._fall_silent(f"audio output failed ({message}): playing silently")
+        self._fall_silent(f"audio output failed ({message})")
 
     def _fall_silent(self, reason: str) -> None:
         """Keep playing from where the picture is (the last time returned), on the wall clock."""
@@ -104,7 +110,7 @@ class PlaybackClock(QObject):
         if self._media is None:
             return self._anchor_time + waited
         if waited > STALL_SECONDS:
-            self._fall_silent("audio output stalled: playing silently")
+            self._fall_silent("audio output stalled")
             return self._anchor_time
         if not self._started:
             return self._anchor_time

@@ -1,12 +1,15 @@
 """Making a whole design: skip what is already made, make the rest (on several processes if
-asked), and write the manifest.
+asked), and keep the manifest up to date as it goes.
 
 Each finished stimulus leaves a record in `<out>/.avatar-stimuli/<id>.json` (written after its
 files, atomically): its key (a hash of every resolved parameter, every input file's SHA-256,
 the requested outputs, the backend and the software version) and its outputs' hashes. A rerun
 skips a stimulus whose key is unchanged and whose files still hash as recorded, and makes the
 rest; a killed run leaves only temporary files (removed by the next run), never a partial file
-under a final name. The manifest is assembled from the records in design order.
+under a final name. The manifest is assembled from the records in design order, written
+(atomically) before the first stimulus is made and again each time one finishes: a stimulus not
+made yet has the status "pending", so what is done can be checked, or turned into trial lists,
+while the batch runs; the last one written by a batch that ran to its end has none.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ import multiprocessing
 import platform
 import signal
 import sys
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
@@ -29,7 +33,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import torch
-from tqdm import tqdm
 
 try:
     import fcntl
@@ -47,8 +50,10 @@ from ..interrupts import EXIT_TERMINATED, Terminated
 from ..outputs import check_output_folder
 from ..threads import usable_cores, use_threads
 from .design import COLUMNS
-from .render import Outputs, Players, make_stimulus
+from .progress import FrameProgress
+from .render import Outputs, Players, make_stimulus, planned_frames
 from .resolve import Stimulus
+from .trials import PENDING
 
 STATE = ".avatar-stimuli"
 MANIFEST_FORMAT = "talking-head-studio stimulus manifest"
@@ -101,7 +106,7 @@ def input_files(stimulus: Stimulus) -> dict[str, Path]:
     ply = find_point_cloud(source.avatar)
     files = {"point_cloud": ply, "flame_param": ply.parent / "flame_param.npz", "flame": source.flame,
              "blendshapes": source.blendshapes, "audio": clip.audio, "weights": clip.weights, "motion": clip.motion,
-             "camera": stimulus.camera}
+             "camera": stimulus.camera, "arkit_shapes": stimulus.arkit_shapes}
     if source.generator is not None:
         files["generator_config"] = source.generator / CONFIG_FILE
         files["generator_weights"] = source.generator / WEIGHTS_FILE
@@ -134,7 +139,7 @@ class BatchResult:
 def plan(stimulus: Stimulus, hashes: FileHashes, outputs: Outputs, backend: str) -> Plan:
     inputs = {role: {"path": str(path), "sha256": hashes.of(path)} for role, path in input_files(stimulus).items()}
     identity = {"parameters": stimulus.parameters(), "inputs": {r: v["sha256"] for r, v in inputs.items()},
-                "outputs": sorted(outputs.files(stimulus.id)), "backend": backend, "software": software()}
+                "outputs": sorted(outputs.files(stimulus.id, stimulus.exports)), "backend": backend, "software": software()}
     key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
     return Plan(stimulus, inputs, key)
 
@@ -182,20 +187,22 @@ def _remove_temporaries(folder: Path) -> None:
 # ---- the work of one process ---------------------------------------------------------------
 _players: Players | None = None
 _busy = False  # a worker process is making a stimulus
+_rendered: Callable[[int, int], None] | None = None  # (slot, frames so far) of the stimulus being made
 
 
-def _start_worker(backend: str, threads: int) -> None:
-    global _players
+def _start_worker(backend: str, threads: int, rendered: Callable[[int, int], None]) -> None:
+    global _players, _rendered
     if threads:
         use_threads(threads)
-    _players = Players(backend)
+    _players, _rendered = Players(backend), rendered
 
 
-def _start_process(backend: str, threads: int) -> None:
+def _start_process(backend: str, threads: int, frames: Any) -> None:
     """A worker process: SIGTERM (sent by the driver when the batch is stopped) unwinds the
-    stimulus being made, removing its temporary files, or ends an idle worker quietly."""
+    stimulus being made, removing its temporary files, or ends an idle worker quietly. It
+    reports its frames in `frames`, an array shared with the driver, at the stimulus' slot."""
     signal.signal(signal.SIGTERM, _stop_worker)
-    _start_worker(backend, threads)
+    _start_worker(backend, threads, frames.__setitem__)
 
 
 def _stop_worker(_signum: int, _frame: object) -> None:
@@ -205,20 +212,21 @@ def _stop_worker(_signum: int, _frame: object) -> None:
     sys.exit(EXIT_TERMINATED)
 
 
-def _make(p: Plan, folder: Path, outputs: Outputs) -> dict[str, Any]:
-    """Make one stimulus; a failure is returned as a reason, not raised."""
+def _make(p: Plan, folder: Path, outputs: Outputs, slot: int) -> dict[str, Any]:
+    """Make one stimulus, reporting its frames as they render; a failure is returned as a
+    reason, not raised."""
     global _busy
     stimulus = p.stimulus
     try:
         _busy = True
-        facts = make_stimulus(stimulus, folder, outputs, _players)
+        facts = make_stimulus(stimulus, folder, outputs, _players, lambda frames: _rendered(slot, frames))
     except InputError as err:
         return {"id": stimulus.id, "status": "failed", "error": str(err)}
     except Exception as err:  # noqa: BLE001 - a failing row must not stop the others
         return {"id": stimulus.id, "status": "failed", "error": f"{type(err).__name__}: {err}"}
     finally:
         _busy = False
-    files = outputs.files(stimulus.id)
+    files = outputs.files(stimulus.id, stimulus.exports)
     return {"id": stimulus.id, "status": "ok", **facts,
             "outputs": {kind: {"file": name, "sha256": sha256_file(folder / name)} for kind, name in files.items()},
             "rendered_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
@@ -242,8 +250,8 @@ def check_study_folder(folder: Path) -> Path:
 
 def run_batch(stimuli: list[Stimulus], folder: Path, outputs: Outputs, backend: str = "auto", workers: int = 1,
               progress: bool = True, design: Path | None = None) -> BatchResult:
-    """Make every stimulus not already made in `folder`, then write the manifest there
-    (naming the `design` file and its hash)."""
+    """Make every stimulus not already made in `folder`, keeping the manifest there (naming the
+    `design` file and its hash) up to date as each one finishes."""
     check_study_folder(folder)
     try:
         (folder / STATE).mkdir(parents=True, exist_ok=True)
@@ -261,59 +269,110 @@ def run_batch(stimuli: list[Stimulus], folder: Path, outputs: Outputs, backend: 
                              others=sorted({p.stem for p in (folder / STATE).glob("*.json")} - ids))
         if progress and records:
             print(f"{len(records)} of {len(plans)} stimuli are already made and unchanged: skipped")
+        about = {"path": str(design), "sha256": sha256_file(design)} if design is not None else None
+        manifest = _Manifest(folder, plans, records, backend, about)
+        manifest.flush()
         try:
-            _make_all(pending, folder, outputs, backend, workers, progress, records, result)
+            _make_all(pending, folder, outputs, backend, workers, progress, records, result, manifest.changed)
+            manifest.flush()
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the next run resumes from what is finished
             _remove_temporaries(folder)
+            manifest.flush()
+            made = sum(r["status"] == "ok" for r in records.values())
+            print(f"stopped: {made} of {len(plans)} stimuli are made; {folder / 'manifest.json'} marks those "
+                  f"not made yet {PENDING!r}; the same command makes the rest", file=sys.stderr)
             raise
         result.records = [records[s.id] for s in stimuli]
-        about = {"path": str(design), "sha256": sha256_file(design)} if design is not None else None
-        write_manifest(folder, result.records, backend, about)
     return result
 
 
-def _make_all(pending: list[Plan], folder: Path, outputs: Outputs, backend: str, workers: int, progress: bool,
-              records: dict[str, dict[str, Any]], result: BatchResult) -> None:
-    """Make the pending stimuli, in this process or in `workers` processes, recording each as
-    it finishes (a success also on disk) with a progress bar that counts failures."""
-    bar = tqdm(total=len(pending), unit="stimulus", desc="stimuli", disable=not progress)
-    failures = 0
+_MANIFEST_SHARE = 0.05  # at most this share of a batch's time goes to rewriting a (long) manifest
 
-    def finish(p: Plan, made: dict[str, Any]) -> None:
-        nonlocal failures
+
+class _Manifest:
+    """The manifest of a running batch: the finished stimuli's records, and the others as
+    pending. Rewritten each time one finishes; a design so long that rewriting it takes a
+    noticeable share of the batch's time is rewritten less often, and always at its end."""
+
+    def __init__(self, folder: Path, plans: list[Plan], records: dict[str, dict[str, Any]], backend: str,
+                 design: dict[str, str] | None) -> None:
+        self.folder, self.records, self.backend, self.design = folder, records, backend, design
+        self.pending = {p.stimulus.id: _full_record(p, {"status": PENDING}, backend) for p in plans}
+        self.stale = True  # records changed since the last write
+        self.next_write = 0.0
+
+    def changed(self) -> None:
+        """A stimulus finished: write the manifest, unless it was written too recently."""
+        self.stale = True
+        if time.monotonic() >= self.next_write:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the manifest if anything changed since it was last written."""
+        if not self.stale:
+            return
+        started = time.monotonic()
+        write_manifest(self.folder, [self.records.get(i) or self.pending[i] for i in self.pending], self.backend,
+                       self.design)
+        self.stale = False
+        self.next_write = time.monotonic() + (time.monotonic() - started) / _MANIFEST_SHARE
+
+
+def _make_all(pending: list[Plan], folder: Path, outputs: Outputs, backend: str, workers: int, progress: bool,
+              records: dict[str, dict[str, Any]], result: BatchResult, publish: Callable[[], None]) -> None:
+    """Make the pending stimuli, in this process or in `workers` processes, recording each as
+    it finishes (a success also on disk) and publishing the manifest, with a progress bar in
+    frames that counts failures."""
+    bar = FrameProgress([planned_frames(p.stimulus) for p in pending], progress)
+
+    def finish(slot: int, made: dict[str, Any]) -> None:
+        p = pending[slot]
         record = records[p.stimulus.id] = _full_record(p, made, backend)
         if record["status"] == "ok":
             result.made += 1
             result.frames += record["frames"]
             text = json.dumps(record, indent=1) + "\n"
             atomic_write(_record_path(folder, p.stimulus.id), lambda h: h.write(text.encode("utf-8")))
+            bar.ended_with(slot, record["frames"])
         else:
-            failures += 1
             bar.write(f"{p.stimulus.id} (row {p.stimulus.row}): failed: {record['error']}")
-            bar.set_postfix(failed=failures)
-        bar.update()
+            bar.ended_with(slot, None)
+        publish()
 
     try:
         if workers <= 1 or len(pending) <= 1:
-            _start_worker(backend, 0)
-            for p in pending:
-                finish(p, _make(p, folder, outputs))
+            _start_worker(backend, 0, bar.rendered)
+            for slot, p in enumerate(pending):
+                finish(slot, _make(p, folder, outputs, slot))
         else:
-            _in_processes(pending, folder, outputs, backend, workers, finish)
+            _in_processes(pending, folder, outputs, backend, workers, finish, bar)
     finally:
         bar.close()
 
 
+_POLL_S = 0.2  # how often the driver reads the workers' frame counts
+
+
 def _in_processes(pending: list[Plan], folder: Path, outputs: Outputs, backend: str, workers: int,
-                  finish: Callable[[Plan, dict[str, Any]], None]) -> None:
-    """Several local processes (spawned: a forked torch can hang), the cores shared out."""
+                  finish: Callable[[int, dict[str, Any]], None], bar: FrameProgress) -> None:
+    """Several local processes (spawned: a forked torch can hang), the cores shared out; they
+    write the frames each stimulus has rendered into a shared array, which this process reads
+    for the progress bar while it waits."""
     threads = max(1, usable_cores() // workers)
-    pool = concurrent.futures.ProcessPoolExecutor(workers, multiprocessing.get_context("spawn"),
-                                                  initializer=_start_process, initargs=(backend, threads))
+    context = multiprocessing.get_context("spawn")
+    frames = context.RawArray("q", len(pending))
+    pool = concurrent.futures.ProcessPoolExecutor(workers, context, initializer=_start_process,
+                                                  initargs=(backend, threads, frames))
     try:
-        futures = {pool.submit(_make, p, folder, outputs): p for p in pending}
-        for future in concurrent.futures.as_completed(futures):
-            finish(futures[future], future.result())
+        futures = {pool.submit(_make, p, folder, outputs, slot): slot for slot, p in enumerate(pending)}
+        waiting = set(futures)
+        while waiting:
+            done, waiting = concurrent.futures.wait(waiting, _POLL_S, concurrent.futures.FIRST_COMPLETED)
+            for slot, count in enumerate(frames[:]):
+                if count:
+                    bar.rendered(slot, count)
+            for future in done:
+                finish(futures[future], future.result())
     except BaseException:
         for process in list((getattr(pool, "_processes", None) or {}).values()):
             process.terminate()  # SIGTERM: each worker removes its temporaries and ends
@@ -334,6 +393,8 @@ def _csv_row(record: dict[str, Any]) -> dict[str, Any]:
     row.update({c: "" if resolved.get(c) is None else resolved[c] for c in _RESOLVED})
     for kind in ("mp4", "png", "weights_csv"):
         row[f"{kind}_sha256"] = outputs.get(kind, {}).get("sha256", "")
+    row["exports_sha256"] = ";".join(f"{v['file']}={v['sha256']}" for kind, v in outputs.items()
+                                     if kind.startswith("export_"))
     row["inputs_sha256"] = ";".join(f"{role}={v['sha256']}" for role, v in record.get("inputs", {}).items())
     row["software"] = ";".join(f"{k}={v}" for k, v in record.get("software", {}).items())
     row["backend"] = record.get("backend", "")

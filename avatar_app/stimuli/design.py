@@ -34,7 +34,12 @@ COLUMNS = {
     "blendshapes": "the blendshape model (.npz) of the avatar",
     "generator": "a generator folder made by `avatar train-speech`",
     "driver": "learned or signal",
-    "audio": "speech WAV: drives the face, or is the soundtrack of weights/motion",
+    "audio": "speech audio (WAV, or anything ffmpeg decodes: MP3, M4A, FLAC, OGG, a video): drives the face, or "
+             "is the soundtrack of weights/motion",
+    "text": "a sentence espeak-ng speaks to drive the face (instead of audio, weights or motion)",
+    "text_language": "espeak-ng language of the text: en-us (default), de, fr, … (`espeak-ng --voices`)",
+    "text_voice": "espeak-ng voice of the text: m1..m8, f1..f5, klatt, … (default: the language's own)",
+    "text_rate": "speaking rate of the text, words per minute, 80..450 (default 175)",
     "weights": "a *.weights.npz sequence",
     "motion": "FLAME motion: flame_param keys, VHAP tracked_flame_params*.npz, or a flame_param/ folder",
     "emotion": "happy=0.8, a mix happy=0.5;surprised=0.3, or a name scaled by intensity",
@@ -56,12 +61,19 @@ COLUMNS = {
     "blink": "0..1 blinks at human rate and duration (needs FLAME eyelid blendshapes); 0 (default) off",
     "gaze": "0..2 saccadic gaze shifts and fixations; 0 (default) off",
     "head_motion": "0..2 idle head motion following the speech; 0 (default) off",
+    "exports": "animation files besides the MP4, e.g. livelink;gltf: livelink (<id>.livelink.csv), arkit "
+               "(<id>.arkit.json), gltf (<id>.glb), motion (<id>.motion.npz), weights (<id>.weights.npz); "
+               "the clip without lead-in and lead-out",
+    "arkit_shapes": "the ARKit target shapes (.npz) of the avatar's FLAME for livelink/arkit exports (default on "
+                    "the demo: its own)",
 }
+EXPORT_FILES = {"livelink": "livelink.csv", "arkit": "arkit.json", "gltf": "glb", "motion": "motion.npz",
+                "weights": "weights.npz"}  # an `exports` value → its file name after "<id>."
 DEFAULTS = {"avatar": "demo", "driver": "learned", "view": "front", "fps": "30",
             "background": "white", "start": "0", "lead_in": "0", "lead_out": "0", "speech_gain": "1",
             "expression_gain": "1", "expression_space": "free", "seed": "0", "blink": "0", "gaze": "0",
             "head_motion": "0"}
-PATH_COLUMNS = ("avatar", "flame", "blendshapes", "generator", "audio", "weights", "motion", "camera")
+PATH_COLUMNS = ("avatar", "flame", "blendshapes", "generator", "audio", "weights", "motion", "camera", "arkit_shapes")
 _DEFAULT_LINE = re.compile(r"#\s*([A-Za-z_]+)\s*:\s*(.*?)\s*$")
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml where PyYAML has it: far faster
 _TAG = "tag:yaml.org,2002:"

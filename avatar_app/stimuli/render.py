@@ -1,11 +1,12 @@
-"""Making one stimulus through the player core: its MP4 and, if asked, the apex PNG and the
-weights CSV. Lead-in and lead-out are the still neutral face with silence around the clip."""
+"""Making one stimulus through the player core: its MP4 and, if asked, the apex PNG, the
+weights CSV and the design's `exports` (the clip's animation, exports/player_files.py).
+Lead-in and lead-out are the still neutral face with silence around the clip."""
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -13,10 +14,14 @@ import torch
 from models.rig.blendshapes import WeightSequence
 
 from ..avatar import AvatarSource
-from ..clip import frame_count
+from ..clip import STILL_SECONDS, frame_count
+from ..exports.player_files import write_export
 from ..player import Player
 from ..video import write_png
+from .design import EXPORT_FILES
 from .resolve import Stimulus
+
+ARKIT_EXPORTS = {"livelink": ("arkit", "livelink"), "arkit": ("arkit", "json")}  # `exports` → kind, format
 
 
 @dataclass(frozen=True)
@@ -26,9 +31,11 @@ class Outputs:
     png: bool = False
     weights_csv: bool = False
 
-    def files(self, stimulus_id: str) -> dict[str, str]:
-        """Output kind → file name."""
+    def files(self, stimulus_id: str, exports: Sequence[str] = ()) -> dict[str, str]:
+        """Output kind → file name; the stimulus' `exports` (keys of EXPORT_FILES) as kind
+        `export_<kind>`."""
         names = {"mp4": f"{stimulus_id}.mp4"}
+        names.update({f"export_{kind}": f"{stimulus_id}.{EXPORT_FILES[kind]}" for kind in exports})
         if self.png:
             names["png"] = f"{stimulus_id}.png"
         if self.weights_csv:
@@ -84,10 +91,26 @@ def _padded_weights(weights: WeightSequence, before: int, after: int) -> WeightS
                           speech_names=weights.speech_names, expression_names=weights.expression_names)
 
 
-def make_stimulus(stimulus: Stimulus, folder: Path, outputs: Outputs, players: Players) -> dict[str, Any]:
+def planned_frames(stimulus: Stimulus) -> int:
+    """The frames a stimulus will have, known from its design before it is made: lead-in, the
+    source's segment at the stimulus' fps, lead-out. Exact for stills, weights and motion; for
+    audio it may differ by a frame (the segment is cut at whole samples), which the batch's
+    progress corrects when the stimulus is made."""
+    clip, fps = stimulus.clip, stimulus.fps
+    if clip.duration is not None:  # checked to lie inside the source: no need to open it
+        seconds = clip.duration
+    else:
+        length = clip.source_length(fps)
+        seconds = STILL_SECONDS if length is None else length - clip.start
+    return frame_count(stimulus.lead_in, fps) + frame_count(seconds, fps) + frame_count(stimulus.lead_out, fps)
+
+
+def make_stimulus(stimulus: Stimulus, folder: Path, outputs: Outputs, players: Players,
+                  rendered: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Write the stimulus' files into `folder` (each atomically) and return what was made:
     frame count, duration, apex frame, the SHA-256 of the rendered RGB frames, the resolved
-    camera distance and what loudness normalisation did."""
+    camera distance and what loudness normalisation did. `rendered(n)` is told each time the
+    n-th frame (lead-in included) has been rendered."""
     torch.manual_seed(stimulus.seed)
     player = players.get(stimulus.avatar)
     player.set_view(**vars(stimulus.view))  # not asdict: that would take the camera apart
@@ -97,7 +120,7 @@ def make_stimulus(stimulus: Stimulus, folder: Path, outputs: Outputs, players: P
     before, after = frame_count(stimulus.lead_in, fps), frame_count(stimulus.lead_out, fps)
     total = before + clip.num_frames + after
     apex = before + apex_frame(player, clip.num_frames)
-    names = outputs.files(stimulus.id)
+    names = outputs.files(stimulus.id, stimulus.exports)
     if "weights_csv" in names:
         _padded_weights(player.weight_sequence(), before, after).to_csv(folder / names["weights_csv"])
 
@@ -107,10 +130,15 @@ def make_stimulus(stimulus: Stimulus, folder: Path, outputs: Outputs, players: P
         digest.update(np.ascontiguousarray(frame).tobytes())
         if index == apex:
             kept["apex"] = frame
+        if rendered is not None:
+            rendered(index + 1)
 
     player.record(folder / names["mp4"], on_frame=seen, lead_in=before, lead_out=after)
     if "png" in names:
         write_png(kept["apex"], folder / names["png"])
+    for kind in stimulus.exports:
+        export, fmt = ARKIT_EXPORTS.get(kind, (kind, ""))
+        write_export(player, folder / names[f"export_{kind}"], export, fmt, stimulus.arkit_shapes)
     level = clip.loudness
     return {
         "frames": total, "duration": total / fps, "apex_frame": apex, "frames_sha256": digest.hexdigest(),

@@ -11,15 +11,18 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Literal
 
+from assets import DEMO_ARKIT_SHAPES, DEMO_AVATAR
 from common.errors import InputError
 from common.files import check_input_file
 from common.limits import MAX_DURATION_S
 from models.audio.loudness import LoudnessTarget
+from models.audio.spoken_text import DEFAULT_LANGUAGE, DEFAULT_RATE, SpokenText, espeak_version
 from models.rig.blendshapes import BlendshapeModel, WeightSequence
 from models.rig.emotion import check_emotions, parse_emotions
-from models.rig.expression_space import EXPRESSION_SPACES, ExpressionSpace
+from models.rig.expression_space import ExpressionSpace
 from models.rig.flame import FlameParams, load_flame, load_flame_params
 from models.rig.living import LAYERS, LivingLayers
+from models.rig.settings import EXPRESSION_SPACES
 from renderer.camera import Camera
 from renderer.camera_files import load_camera
 
@@ -28,7 +31,7 @@ from ..clip import ClipSource
 from ..options import parse_colour, parse_size
 from ..player import VIEW_PRESETS, Performance, View, fit_expression_space
 from ..video import check_video_size
-from .design import Design, DesignRow, one_line
+from .design import EXPORT_FILES, Design, DesignRow, one_line
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _MAX_ID = 200  # characters: an id names files (<id>.weights.csv and temporary names), at most 255 bytes
@@ -70,6 +73,8 @@ class Stimulus:
     camera_index: int | None = None
     expression_space: str = "free"
     living: LivingLayers = LivingLayers()  # blink, gaze, head motion: off unless the design sets them
+    exports: tuple[str, ...] = ()  # keys of EXPORT_FILES
+    arkit_shapes: Path | None = None  # the ARKit target shapes of livelink/arkit exports
 
     @property
     def performance(self) -> Performance:
@@ -86,7 +91,7 @@ class Stimulus:
             "blendshapes": _path_text(self.avatar.blendshapes), "generator": _path_text(self.avatar.generator),
             "driver": "learned" if self.avatar.generator else "signal",
             "audio": _path_text(self.clip.audio), "weights": _path_text(self.clip.weights),
-            "motion": _path_text(self.clip.motion), "start": self.clip.start,
+            "motion": _path_text(self.clip.motion), **_text_parameters(self.clip.text), "start": self.clip.start,
             "end": None if self.clip.duration is None else self.clip.start + self.clip.duration,
             "loudness_target": str(self.clip.loudness) if self.clip.loudness else None,
             "emotion_mix": ";".join(f"{k}={v:g}" for k, v in self.emotions.items()),
@@ -97,11 +102,21 @@ class Stimulus:
             "lead_in": self.lead_in, "lead_out": self.lead_out, "speech_gain": self.speech_gain,
             "expression_gain": self.expression_gain, "expression_space": self.expression_space, "seed": self.seed,
             "blink": self.living.blink, "gaze": self.living.gaze, "head_motion": self.living.head_motion,
+            **({"exports": ";".join(self.exports), "arkit_shapes": _path_text(self.arkit_shapes)} if self.exports
+               else {}),  # absent without exports: the keys of studies made before them stay the same
         }
 
 
 def _path_text(path: Path | None) -> str | None:
     return None if path is None else str(path)
+
+
+def _text_parameters(text: SpokenText | None) -> dict[str, Any]:
+    """A spoken text's settings, or nothing for a clip without one."""
+    if text is None:
+        return {}
+    return {"text": text.text, "text_language": text.language, "text_voice": text.variant, "text_rate": text.rate,
+            "text_speaker": espeak_version()}
 
 
 def _number(text: str, low: float, high: float) -> float:
@@ -263,7 +278,7 @@ def _emotions(r: _Row, source: AvatarSource | None, models: _Models) -> dict[str
         r.note("emotion: emotions need a blendshape model (blendshapes column)")
         return mix
     try:
-        check_emotions(mix, models.get(source.blendshapes).emotion_names)
+        mix = check_emotions(mix, models.get(source.blendshapes).emotion_names)
     except InputError as err:
         r.note(f"emotion: {err}")
     return mix
@@ -278,13 +293,20 @@ def _clip(r: _Row, source: AvatarSource | None, models: _Models, fps: float,
         return None
     if any(r.values.get(c) and paths[c] is None for c in paths):  # a missing file, already noted
         return None
+    text = _spoken_text(r)
+    if r.values.get("text") and text is None:  # noted
+        return None
+    if text is not None and any(paths.values()):
+        r.note(f"text and {', '.join(c for c in paths if paths[c])}: the text drives the face by itself, give one")
+        return None
     start = r.get("start", lambda t: _number(t, 0.0, MAX_DURATION_S), 0.0)
     end = r.get("end", lambda t: _number(t, 0.0, MAX_DURATION_S))
     if end is not None and end <= start:
         r.note(f"end {end:g} s: must come after start {start:g} s")
         return None
-    clip = ClipSource(**paths, start=start, duration=None if end is None else end - start, loudness=loudness)
-    driving = next((c for c in ("weights", "motion", "audio") if paths[c]), "end")
+    clip = ClipSource(**paths, start=start, duration=None if end is None else end - start, loudness=loudness,
+                      text=text)
+    driving = next((c for c in ("weights", "motion", "audio") if paths[c]), "text" if text else "end")
     try:
         clip.check_trim(fps)
         if paths["weights"] and source is not None and source.blendshapes is not None:
@@ -293,6 +315,23 @@ def _clip(r: _Row, source: AvatarSource | None, models: _Models, fps: float,
         r.note(f"{driving}: {err}")
         return None
     return clip
+
+
+def _spoken_text(r: _Row) -> SpokenText | None:
+    """The row's text with its language, voice and rate; the settings without a text are noted
+    when the row itself gives them (a file's defaults may serve other rows)."""
+    if not r.values.get("text"):
+        for column in ("text_language", "text_voice", "text_rate"):
+            if r.row.values.get(column):
+                r.note(f"{column}: given without a text")
+        return None
+    rate = r.get("text_rate", _whole, DEFAULT_RATE)
+    try:
+        return SpokenText(r.values["text"], r.values.get("text_language") or DEFAULT_LANGUAGE,
+                          r.values.get("text_voice") or None, rate)
+    except InputError as err:
+        r.note(f"text: {err}")
+        return None
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -350,13 +389,37 @@ def _resolve_row(r: _Row, models: _Models, loudness: LoudnessTarget | None) -> S
     expression_space = _expression_space(r, source, models)
     seed = r.get("seed", _whole, 0)
     living = _living(r, source, models, seed)
+    exports = r.get("exports", _exports, ())
+    arkit_shapes = _arkit_shapes(r, source, exports)
     if not r.ok:
         return None
     view = View(width=width, height=height, yaw=yaw, pitch=pitch, distance=distance, background=background,
                 camera=camera)
     levels = {k: v for k, v in r.values.items() if k != "id"}
     return Stimulus(identifier, r.row.number, source, clip, emotions, view, fps, lead_in, lead_out, speech_gain,
-                    expression_gain, seed, levels, camera_path, camera_index, expression_space, living)
+                    expression_gain, seed, levels, camera_path, camera_index, expression_space, living, exports,
+                    arkit_shapes)
+
+
+def _exports(text: str) -> tuple[str, ...]:
+    """`livelink;gltf` (or commas) as the distinct kinds, in the order written."""
+    kinds = [kind for kind in re.split(r"[;,\s]+", text.lower()) if kind]
+    unknown = [kind for kind in kinds if kind not in EXPORT_FILES]
+    if unknown:
+        raise InputError(f"{unknown[0]!r}: use {', '.join(EXPORT_FILES)} (several with ';')")
+    return tuple(dict.fromkeys(kinds))
+
+
+def _arkit_shapes(r: _Row, source: AvatarSource | None, exports: tuple[str, ...]) -> Path | None:
+    """The arkit_shapes file of livelink/arkit exports: the row's, or the demo's own on the demo."""
+    if not {"livelink", "arkit"} & set(exports):
+        return None
+    path = r.path("arkit_shapes")
+    if path is None and not r.values.get("arkit_shapes") and source is not None:
+        if source.avatar == DEMO_AVATAR:
+            return DEMO_ARKIT_SHAPES
+        r.note("arkit_shapes: livelink/arkit exports need the ARKit target shapes of this avatar's FLAME")
+    return path
 
 
 def _living(r: _Row, source: AvatarSource | None, models: _Models, seed: int) -> LivingLayers:

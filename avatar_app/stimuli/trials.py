@@ -24,6 +24,8 @@ from common.files import csv_cell, csv_text, parse_json, read_text_file
 
 from .design import COLUMNS
 
+PENDING = "pending"  # a manifest's status of a stimulus its batch has not made (yet)
+
 MAX_PARTICIPANTS, MAX_REPEATS = 100_000, 1000
 
 
@@ -42,9 +44,10 @@ class Trial:
     stimulus: StimulusEntry
 
 
-def read_manifest(path: str | Path) -> list[StimulusEntry]:
-    """The stimuli of a manifest.json or manifest.csv written by `avatar stimuli`; all must
-    have been made."""
+def read_manifest(path: str | Path) -> tuple[list[StimulusEntry], list[str]]:
+    """The stimuli made so far of a manifest.json or manifest.csv written by `avatar stimuli`,
+    and the ids of those still pending (a batch that is running, or was stopped, writes its
+    manifest as it goes). A failed stimulus is refused: waiting will not make it."""
     path = Path(path)
     text = read_text_file(path, "stimulus manifest")
     try:
@@ -60,13 +63,18 @@ def read_manifest(path: str | Path) -> list[StimulusEntry]:
             raise TypeError("id, status and mp4 must be text")
     except (ValueError, KeyError, TypeError, AttributeError, RecursionError, csv.Error) as err:
         raise InputError(f"{path}: not a stimulus manifest ({type(err).__name__}: {' '.join(str(err).split())[:200]})") from None
-    failed = [r["id"] for r in rows if r["status"] != "ok"]
+    failed = [r["id"] for r in rows if r["status"] not in ("ok", PENDING)]
     if failed:
-        raise InputError(f"{path}: {len(failed)} stimuli were not made ({', '.join(failed[:5])}); "
-                         "rerun `avatar stimuli` first")
+        raise InputError(f"{path}: {len(failed)} stimuli failed ({', '.join(failed[:5])}); see each one's error, "
+                         "fix the design or its inputs and rerun `avatar stimuli` first")
     if not rows:
         raise InputError(f"{path}: the manifest lists no stimuli")
-    return [StimulusEntry(r["id"], r["mp4"], {c: str(r.get(c) or "") for c in COLUMNS if c != "id"}) for r in rows]
+    pending = [r["id"] for r in rows if r["status"] == PENDING]
+    if len(pending) == len(rows):
+        raise InputError(f"{path}: none of its {len(rows)} stimuli is made yet; wait for `avatar stimuli` "
+                         "(or rerun it if it was stopped)")
+    return ([StimulusEntry(r["id"], r["mp4"], {c: str(r.get(c) or "") for c in COLUMNS if c != "id"})
+             for r in rows if r["status"] == "ok"], pending)
 
 
 def williams_square(n: int) -> list[list[int]]:

@@ -3,6 +3,7 @@
 Audio is read a window at a time (`AudioSource.read`), so an hour of speech costs what one
 window costs: `open_wav` validates a WAV header and decodes only the samples asked for, and
 `AudioView` cuts, pads and scales a source without copying it. `Audio` holds samples in memory.
+Files in other formats go through ffmpeg (`decode.open_audio`, which calls `open_wav` for a WAV).
 """
 
 from __future__ import annotations
@@ -148,6 +149,10 @@ def fit_length(audio: AudioSource, duration_s: float) -> AudioView:
     return AudioView(audio, 0, int(round(duration_s * audio.sample_rate)))
 
 
+class UnsupportedWav(InputError):
+    """A well-formed WAV whose sample format we do not decode ourselves (μ-law, ADPCM, …)."""
+
+
 # ---- WAV files -------------------------------------------------------------------------------
 _PCM, _FLOAT, _EXTENSIBLE = 1, 3, 0xFFFE
 _SAMPLE_TYPES = {(_PCM, 1): "u1", (_PCM, 2): "i2", (_PCM, 3): "i3", (_PCM, 4): "i4", (_FLOAT, 4): "f4", (_FLOAT, 8): "f8"}
@@ -264,15 +269,15 @@ def _parse_wav(handle: BinaryIO, size: int, path: Path) -> WavFile:
             raise InputError(f"{path}: WAVE_FORMAT_EXTENSIBLE header is too short")
         tag = struct.unpack(endian + "H", fmt[24:26])[0]
     if tag not in (_PCM, _FLOAT):
-        raise InputError(f"{path}: WAV sample format {tag} is not PCM or IEEE float")
+        raise UnsupportedWav(f"{path}: WAV sample format {tag} is not PCM or IEEE float")
     if not 1 <= channels <= MAX_CHANNELS:
         raise InputError(f"{path}: WAV declares {channels} channels (1..{MAX_CHANNELS} supported)")
     _check_rate(rate, str(path))
     width = block_align // channels if block_align % channels == 0 else 0
     sample_type = _SAMPLE_TYPES.get((tag, width))
     if sample_type is None or not 0 < bits <= 8 * width:
-        raise InputError(f"{path}: WAV block size {block_align} for {channels} channel(s) of {bits}-bit "
-                         f"{'float' if tag == _FLOAT else 'PCM'} samples is not a supported layout")
+        raise UnsupportedWav(f"{path}: WAV block size {block_align} for {channels} channel(s) of {bits}-bit "
+                             f"{'float' if tag == _FLOAT else 'PCM'} samples is not a supported layout")
     num_samples = data[1] // block_align
     if num_samples == 0:
         raise InputError(f"{path}: WAV file contains no samples")

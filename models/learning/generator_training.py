@@ -124,6 +124,7 @@ def train_generator(
     window_s: float = 2.0,
     batch: int = 8,
     lr: float = 1e-3,
+    velocity: float = 0.0,
 ) -> LearnedDriver:
     """Train a generator on talking (and emotional, and silent) sequences of `model`'s topology.
 
@@ -132,12 +133,15 @@ def train_generator(
     checkpoints load with `LearnedDriver.load`. Sequences without audio count as silence; their
     emotion label (None = neutral) at their intensity is c(t). Batches are random windows of
     `window_s` seconds (or the shortest sequence, if shorter) from random sequences; the loss is
-    the mean squared vertex error in mm², plus `auxiliary` if given.
+    the mean squared vertex error in mm², plus `velocity` × the mean squared error of the
+    expression stream's frame-to-frame vertex motion (FaceFormer's velocity loss, on the stream
+    whose motion is slow: it costs the jitter that per-frame errors barely see, while speech keeps
+    its fast closures), plus `auxiliary` if given.
     """
     if run.kind != KIND:
         raise InputError(f"speech generator: the training run's kind is {run.kind!r}, expected {KIND!r}")
-    if not (window_s > 0 and lr > 0):
-        raise InputError(f"speech generator: window_s {window_s} and lr {lr} must be positive")
+    if not (window_s > 0 and lr > 0 and velocity >= 0):
+        raise InputError(f"speech generator: window_s {window_s} and lr {lr} must be positive, velocity {velocity} not negative")
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise InputError(f"speech generator: batch {batch!r} is not a positive integer")
     check_names(config, model)
@@ -148,10 +152,12 @@ def train_generator(
     examples = _examples(sequences, model, generator, bases, gram, run.progress)
     window = max(1, min(int(round(window_s * fps)), *(e.frames for e in examples)))
     loss_gram = torch.from_numpy(gram.astype(np.float32))
+    speech = len(model.speech_names)
+    expression_gram = loss_gram[speech:, speech:]
     scale = _MM2_PER_M2 / model.template.size  # mean over the 3V vertex coordinates, in mm²
 
     aux_name = None if auxiliary is None else getattr(auxiliary, "__qualname__", type(auxiliary).__qualname__)
-    training = {"window_s": window_s, "batch": batch, "lr": lr, "auxiliary": aux_name}
+    training = {"window_s": window_s, "batch": batch, "lr": lr, "velocity": velocity, "auxiliary": aux_name}
     run = replace(run, config={**run.config, "generator": asdict(config), "training": training})
 
     odds = _balanced_odds(examples)
@@ -170,6 +176,11 @@ def train_generator(
         mse = ((error @ loss_gram) * error).sum(-1).mean() * scale
         shown = {"mse_mm2": mse.item()}
         loss = mse
+        if velocity and window > 1:
+            jump = error[:, 1:, speech:] - error[:, :-1, speech:]
+            motion = ((jump @ expression_gram) * jump).sum(-1).mean() * scale
+            loss = loss + velocity * motion
+            shown["velocity_mm2"] = motion.item()
         if auxiliary is not None:
             extra = auxiliary(pred, target, emotion)
             loss = loss + extra

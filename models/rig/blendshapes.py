@@ -190,7 +190,7 @@ class BlendshapeModel(_NpzRecord):
         if int(frames) != frames or frames < 0:
             raise InputError(f"expression_weights: frame count {frames} is not a non-negative integer")
         if isinstance(emotions, Mapping):
-            check_emotions(emotions, self.emotion_names)
+            emotions = check_emotions(emotions, self.emotion_names)
             intensity = np.zeros(len(self.emotion_names), dtype=np.float32)
             for name, value in emotions.items():
                 intensity[self.emotion_names.index(name)] = _finite_number("emotion", name, value)

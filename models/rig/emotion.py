@@ -3,6 +3,7 @@ emotion keyframes over time."""
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -43,12 +44,25 @@ def parse_emotions(text: str) -> dict[str, float]:
     return mix
 
 
-def check_emotions(mix: Mapping[str, float], known_names: Iterable[str]) -> None:
-    """Reject a mix naming an emotion the model does not have, listing the ones it has."""
+def check_emotions(mix: Mapping[str, float], known_names: Iterable[str]) -> dict[str, float]:
+    """`mix` with each name spelled as the model spells it: names match regardless of case (an
+    exact match first). A name the model does not have is refused with the closest known ones
+    and the list of all."""
     known = list(known_names)
-    for name in mix:
-        if name not in known:
-            raise InputError(f"unknown emotion '{name}'; known emotions: {', '.join(known)}")
+    folded = {}
+    for name in reversed(known):  # the first of names differing only in case wins
+        folded[name.casefold()] = name
+    spelled: dict[str, float] = {}
+    for name, value in mix.items():
+        own = name if name in known else folded.get(name.casefold())
+        if own is None:
+            close = difflib.get_close_matches(name.casefold(), folded, n=2, cutoff=0.6)
+            hint = f" (did you mean {' or '.join(repr(folded[c]) for c in close)}?)" if close else ""
+            raise InputError(f"unknown emotion '{name}'{hint}; known emotions: {', '.join(known)}")
+        if own in spelled:
+            raise InputError(f"emotion '{name}': '{own}' is given twice")
+        spelled[own] = value
+    return spelled
 
 
 @dataclass(frozen=True)
@@ -95,6 +109,10 @@ class EmotionTrack:
 
     def emotion_names(self) -> set[str]:
         return {name for key in self.keys for name in key.emotions}
+
+    def spelled_as(self, known_names: Sequence[str]) -> EmotionTrack:
+        """This track with its emotion names checked and spelled as a model spells them (`check_emotions`)."""
+        return EmotionTrack(tuple(Keyframe(k.time, check_emotions(k.emotions, known_names)) for k in self.keys))
 
     def intensities(self, times: np.ndarray, names: Sequence[str]) -> np.ndarray:
         """(T, E) intensities at `times` (seconds) for the emotions `names`, in that order."""

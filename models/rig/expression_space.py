@@ -29,7 +29,6 @@ from models.rig.flame import FlameParams
 
 VARIANCE_SHARE = 0.99  # share of the tracked expressions' variance the kept components cover
 ALIKE = 1e-6  # tracked expression coefficients that differ by no more than this are the same
-EXPRESSION_SPACES = ("free", "avatar")  # free: as generated; avatar: kept inside the tracked expressions
 
 
 @dataclass(frozen=True)

@@ -38,12 +38,8 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from common.errors import InputError
+from models.rig.settings import LAYERS
 
-LAYERS = {  # name → (command-line option, highest strength)
-    "blink": ("--blink", 1.0),
-    "gaze": ("--gaze", 2.0),
-    "head_motion": ("--head-motion", 2.0),
-}
 REST_BLINKS_PER_MIN, TALK_BLINKS_PER_MIN = 17.0, 26.0
 IBI_SIGMA = 0.7
 BLINK_MEDIAN_S, BLINK_SIGMA, BLINK_RANGE_S = 0.2, 0.3, (0.1, 0.4)

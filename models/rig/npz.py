@@ -149,6 +149,34 @@ def npz_keys(path: str | os.PathLike, what: str = ".npz file") -> frozenset[str]
         return frozenset(members)
 
 
+@contextmanager
+def _member_errors(where: str) -> Iterator[None]:
+    """An archive member that cannot be read (encrypted, unsupported compression, a bad local
+    header) as one InputError line."""
+    try:
+        yield
+    except InputError:
+        raise
+    except Exception as err:
+        raise InputError(f"{where}: unreadable archive member ({error_detail(err)})") from None
+
+
+def npz_layouts(path: str | os.PathLike, keys: Iterable[str],
+                what: str = ".npz file") -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Shape and dtype of those of `keys` that the .npz archive at `path` holds, from the
+    .npy headers alone (each checked against the bytes really there): a caller that knows the
+    shapes it needs refuses others before anything is allocated."""
+    path = Path(path)
+    layouts: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
+    with _archive(path, what) as (archive, members):
+        for key in (key for key in keys if key in members):
+            info, where = members[key], f"{path}: {key}"
+            with _member_errors(where), archive.open(info) as member:
+                header = _read_header(member, info.file_size, where)
+            layouts[key] = (header.shape, header.dtype)
+    return layouts
+
+
 def read_npz(path: str | os.PathLike, keys: Iterable[str], what: str = ".npz file") -> dict[str, np.ndarray]:
     """Those of `keys` that the .npz archive at `path` holds, checked before each is allocated;
     all of them together are bounded by MAX_ARRAY_BYTES too."""
@@ -158,17 +186,12 @@ def read_npz(path: str | os.PathLike, keys: Iterable[str], what: str = ".npz fil
     with _archive(path, what) as (archive, members):
         for key in (key for key in keys if key in members):
             info, where = members[key], f"{path}: {key}"
-            try:
-                with archive.open(info) as member:
-                    header = _read_header(member, info.file_size, where)
-                    check_array_bytes(header.nbytes, where)
-                    total += header.nbytes
-                    check_array_bytes(total, str(path), "the arrays of one file")
-                    arrays[key] = _read_data(member, header, where)
-            except InputError:
-                raise
-            except Exception as err:  # encrypted, unsupported compression, bad local header
-                raise InputError(f"{where}: unreadable archive member ({error_detail(err)})") from None
+            with _member_errors(where), archive.open(info) as member:
+                header = _read_header(member, info.file_size, where)
+                check_array_bytes(header.nbytes, where)
+                total += header.nbytes
+                check_array_bytes(total, str(path), "the arrays of one file")
+                arrays[key] = _read_data(member, header, where)
     return arrays
 
 

@@ -1,0 +1,1 @@
+"""Files that carry a performance into other tools: ARKit curves (`arkit_files`) and glTF (`gltf`)."""
