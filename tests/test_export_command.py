@@ -122,6 +122,8 @@ def test_arkit_curves_solve_the_exported_motion_in_the_head_frame(performance):
     # command and this test) moves its answer by a few 1e-4
     np.testing.assert_allclose(exported, solve.weights, atol=2e-3)
     assert exported.max() > 0.05
+    # each frame's fit residual is reported with it
+    np.testing.assert_allclose([frame["residual_mm"] for frame in take["frames"]], solve.residual_mm, atol=0.01)
 
 
 @pytest.mark.parametrize("args, message", [

@@ -133,18 +133,21 @@ def write_arkit_csv(path: str | os.PathLike, weights: np.ndarray, fps: float) ->
     _write_text(path, rows)
 
 
-def write_arkit_json(path: str | os.PathLike, weights: np.ndarray, fps: float) -> None:
+def write_arkit_json(path: str | os.PathLike, weights: np.ndarray, fps: float,
+                     residual_mm: np.ndarray | None = None) -> None:
     """`{"format": "arkit-52", "fps", "names", "frames": [{"time", "blendShapes": {name: weight}}]}`,
-    atomically."""
+    atomically; with `residual_mm` (T,), each frame also holds the solve's RMS fit residual in mm."""
     weights = _checked_weights(weights, fps)
-    document = {
-        "format": JSON_FORMAT,
-        "fps": float(fps),
-        "names": list(ARKIT_NAMES),
-        "frames": [{"time": float(f"{frame / fps:.9g}"),
-                    "blendShapes": {name: float(f"{value:.9g}") for name, value in zip(ARKIT_NAMES, values)}}
-                   for frame, values in enumerate(weights)],
-    }
+    frames = [{"time": float(f"{frame / fps:.9g}"),
+               "blendShapes": {name: float(f"{value:.9g}") for name, value in zip(ARKIT_NAMES, values)}}
+              for frame, values in enumerate(weights)]
+    if residual_mm is not None:
+        residual_mm = np.asarray(residual_mm, dtype=np.float64)
+        if residual_mm.shape != (len(weights),) or not np.isfinite(residual_mm).all():
+            raise ValueError(f"residual_mm must be {len(weights)} finite values, not {residual_mm.shape}")
+        for frame, value in zip(frames, residual_mm):
+            frame["residual_mm"] = float(f"{value:.6g}")
+    document = {"format": JSON_FORMAT, "fps": float(fps), "names": list(ARKIT_NAMES), "frames": frames}
     _write_text(path, lambda text: json.dump(document, text, separators=(",", ":")))
 
 

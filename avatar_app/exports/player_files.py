@@ -112,7 +112,7 @@ def _write_arkit(player: Player, path: Path, chosen: str, shapes_path: Path) -> 
     elif chosen == "csv":
         arkit_files.write_arkit_csv(path, solve.weights, frames.fps)
     else:
-        arkit_files.write_arkit_json(path, solve.weights, frames.fps)
+        arkit_files.write_arkit_json(path, solve.weights, frames.fps, solve.residual_mm)
     residual = np.asarray(solve.residual_mm)
     return (f"52 ARKit curves ({chosen}) | fit residual median {np.median(residual):.2f} mm, "
             f"max {residual.max(initial=0.0):.2f} mm")
