@@ -73,19 +73,17 @@ def read_json_file(path: str | os.PathLike, what: str, parse_int: Callable[[str]
 
 
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+DECIMAL_TEXT = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")  # what every spreadsheet reads as a number
 
 
 def csv_cell(value: object) -> object:
     """A value as a CSV cell that a spreadsheet shows as text, never runs as a formula: text
     starting with = + - @ or a tab/CR gets a leading apostrophe (OWASP's advice), numbers and
-    text that reads as a number stay as they are."""
-    if not isinstance(value, str) or not value.startswith(_FORMULA_STARTS):
+    plain decimal text ("-2", "+1.5", "1e3") stay as they are (not "-inf" or "-1_0", which
+    Python's float reads but a spreadsheet takes for a formula)."""
+    if not isinstance(value, str) or not value.startswith(_FORMULA_STARTS) or DECIMAL_TEXT.fullmatch(value):
         return value
-    try:
-        float(value)
-    except ValueError:
-        return "'" + value
-    return value
+    return "'" + value
 
 
 def csv_text(cell: str) -> str:

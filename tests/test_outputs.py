@@ -20,6 +20,7 @@ from common.errors import InputError
 from common.files import csv_cell, csv_text
 from models.audio.sources import Audio, load_wav, save_wav
 from renderer.ply import read_ply, write_ply
+from tests.processes import ctrl_c_reaches_it
 
 RENDER = ["render", "--demo", "--duration", "0.1", "--size", "32x32", "-q"]
 
@@ -143,7 +144,8 @@ def test_a_stopped_render_leaves_no_temporary_and_keeps_the_old_video(tmp_path, 
     assert main(RENDER + ["-o", str(out)]) == 0
     old = out.read_bytes()
     process = subprocess.Popen([sys.executable, "-m", "avatar_app.cli", "render", "--demo", "--size", "64x64",
-                                "-q", "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                                "-q", "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=ctrl_c_reaches_it)
     try:
         wait_for(lambda: bool(temporaries(tmp_path)), process)
         time.sleep(0.5)  # frames are being encoded
@@ -202,8 +204,8 @@ def test_manifest_trial_lists_and_weights_csv_escape_formulas(tmp_path, capsys):
         rows = list(csv.DictReader(handle))
     assert sorted(r["audio"] for r in rows) == ["'=cmd.wav", "'@sum.wav"]
     assert main(["trials", str(out / "manifest.json"), "--participants", "2", "--seed", "1",
-                 "-o", str(tmp_path / "from_json")]) == 0
-    assert (tmp_path / "from_json" / "participant_001.csv").read_text() == \
+                 "-o", str(out / "from_json")]) == 0  # beside trials/, so the clips' relative paths are the same
+    assert (out / "from_json" / "participant_001.csv").read_text() == \
         (out / "trials" / "participant_001.csv").read_text()  # the CSV manifest read back is the same
 
 

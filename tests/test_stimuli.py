@@ -28,6 +28,7 @@ from common.errors import InputError
 from models.audio.loudness import LoudnessTarget, integrated_loudness, rms_level
 from models.audio.sources import Audio, load_wav, read_all, save_wav
 from models.rig.flame import save_flame_params
+from tests.processes import ctrl_c_reaches_it
 
 RATE = 16000
 DESIGN = """\
@@ -241,7 +242,7 @@ def test_the_manifest_grows_as_the_batch_goes_and_trials_use_what_is_made(inputs
     command = [sys.executable, "-m", "avatar_app.cli", "stimuli", str(design), "-o", str(out), "--workers", "2"]
     finished = {0, 5, 10, 15, 80, 85, 90, 95}  # bar counts made of whole stimuli only
     with open(log, "w") as stderr:
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, preexec_fn=ctrl_c_reaches_it)
     deadline, partial = time.monotonic() + 180, None
     try:  # Ctrl-C once the short one is made and a worker has reported frames of one in progress
         while time.monotonic() < deadline and process.poll() is None:
@@ -431,7 +432,9 @@ def test_trials_command_writes_one_list_per_participant(made, tmp_path, capsys):
     with open(files[0], newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert sorted(r["id"] for r in rows) == ["loud_sad", "quiet_happy", "still_surprised"]
-    assert {"emotion", "audio", "view"} <= set(rows[0]) and all((made / r["file"]).is_file() for r in rows)
+    assert {"emotion", "audio", "view"} <= set(rows[0])
+    assert all(not Path(r["file"]).is_absolute() and (tmp_path / "a" / r["file"]).samefile(made / f"{r['id']}.mp4")
+               for r in rows)  # relative to the list's own folder
     assert "warning" not in capsys.readouterr().out  # 6 participants fill the 3-level square's cycle
     assert main(["trials", str(made / "manifest.csv"), "--participants", "2", "--seed", "3", "-o", str(tmp_path / "c")]) == 0
     assert main(["trials", str(made / "manifest.json"), "--participants", "2", "--seed", "3",

@@ -170,16 +170,25 @@ def describe_stimuli_folder(path: Path) -> str:
     return text + (f"\n  also made earlier, not in this manifest: {_first(extra)}" if extra else "")
 
 
+def _trial_lists(path: Path) -> list[Path]:
+    """The per-participant files of any `--format`: CSV lists and PsychoPy conditions, Gorilla
+    spreadsheets, jsPsych timelines."""
+    return (sorted(path.glob("participant_*.csv")) or sorted(path.glob("list_*.csv"))
+            or sorted(path.glob("timelines/participant_*.js")))
+
+
 def is_trials_folder(path: Path) -> bool:
-    return (path / TRIAL_SETTINGS).is_file() and any(path.glob("participant_*.csv"))
+    return (path / TRIAL_SETTINGS).is_file() and bool(_trial_lists(path))
 
 
 def describe_trials_folder(path: Path) -> str:
     settings = read_json_file(path / TRIAL_SETTINGS, "trial settings")
-    if not isinstance(settings, dict):
-        raise InputError(f"{path / TRIAL_SETTINGS}: not the settings `avatar trials` writes")
-    lists = sorted(path.glob("participant_*.csv"))
-    shown = ", ".join(f"{k} {settings.get(k)}" for k in ("participants", "seed", "latin_square", "repeats"))
+    lists = _trial_lists(path)
+    if not isinstance(settings, dict) or not lists:
+        raise InputError(f"{path / TRIAL_SETTINGS}: not the settings `avatar trials` writes, or no lists beside it")
+    shown = ", ".join(f"{k} {settings.get(k, 'csv' if k == 'format' else None)}"
+                      for k in ("participants", "seed", "latin_square", "repeats", "format"))
+    first = describe_csv(lists[0]).splitlines() if settings.get("format", "csv") == "csv" else []
     return (f"{path}: trial lists (`avatar trials`), {len(lists)} file(s) ({lists[0].name}..{lists[-1].name})\n"
             f"  from: {settings.get('manifest')} (sha256 {str(settings.get('manifest_sha256'))[:12]}…)\n"
-            f"  settings: {shown}\n" + "\n".join("  " + line for line in describe_csv(lists[0]).splitlines()))
+            f"  settings: {shown}" + "".join("\n  " + line for line in first))

@@ -1,5 +1,5 @@
-"""Making a whole design: skip what is already made, make the rest (on several processes if
-asked), and keep the manifest up to date as it goes.
+"""Making a whole design: skip what is already made, make the rest (on an `Engine`: this process,
+several local ones, or a Ray cluster, `ray_batch.py`), and keep the manifest up to date as it goes.
 
 Each finished stimulus leaves a record in `<out>/.avatar-stimuli/<id>.json` (written after its
 files, atomically): its key (a hash of every resolved parameter, every input file's SHA-256,
@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Protocol
 
 import torch
 
@@ -205,6 +205,17 @@ def _start_process(backend: str, threads: int, frames: Any) -> None:
     _start_worker(backend, threads, frames.__setitem__)
 
 
+def keep_worker(backend: str, threads: int, rendered: Callable[[int, int], None]) -> None:
+    """A process that makes stimuli one call after another (a Ray worker): its players stay
+    loaded from one stimulus to the next, as a local worker process's do."""
+    global _rendered
+    if _players is None or _players.backend != backend:
+        _start_worker(backend, threads, rendered)
+    else:
+        use_threads(threads)
+        _rendered = rendered
+
+
 def _stop_worker(_signum: int, _frame: object) -> None:
     if _busy:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -212,7 +223,7 @@ def _stop_worker(_signum: int, _frame: object) -> None:
     sys.exit(EXIT_TERMINATED)
 
 
-def _make(p: Plan, folder: Path, outputs: Outputs, slot: int) -> dict[str, Any]:
+def make(p: Plan, folder: Path, outputs: Outputs, slot: int) -> dict[str, Any]:
     """Make one stimulus, reporting its frames as they render; a failure is returned as a
     reason, not raised."""
     global _busy
@@ -221,15 +232,15 @@ def _make(p: Plan, folder: Path, outputs: Outputs, slot: int) -> dict[str, Any]:
         _busy = True
         facts = make_stimulus(stimulus, folder, outputs, _players, lambda frames: _rendered(slot, frames))
     except InputError as err:
-        return {"id": stimulus.id, "status": "failed", "error": str(err)}
+        return failure(p, str(err))
     except Exception as err:  # noqa: BLE001 - a failing row must not stop the others
-        return {"id": stimulus.id, "status": "failed", "error": f"{type(err).__name__}: {err}"}
+        return failure(p, f"{type(err).__name__}: {err}")
     finally:
         _busy = False
     files = outputs.files(stimulus.id, stimulus.exports)
     return {"id": stimulus.id, "status": "ok", **facts,
             "outputs": {kind: {"file": name, "sha256": sha256_file(folder / name)} for kind, name in files.items()},
-            "rendered_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            "rendered_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "host": platform.node()}
 
 
 def _finite(value: Any) -> Any:
@@ -248,10 +259,50 @@ def check_study_folder(folder: Path) -> Path:
     return check_output_folder(folder, is_ours=lambda path: (path / STATE).is_dir(), what="stimuli")
 
 
+Finish = Callable[[int, dict[str, Any]], None]  # (slot, what `make` returned) of a stimulus that ended
+
+
+class Engine(Protocol):
+    """Where the stimuli are made: local processes (`LocalEngine`) or a Ray cluster (`ray_batch`)."""
+
+    def resolve_backend(self, name: str) -> str:
+        """The backend `name` ("auto" included) on the machines that will render."""
+
+    def run(self, pending: list[Plan], folder: Path, outputs: Outputs, backend: str, finish: Finish,
+            bar: FrameProgress) -> None:
+        """Make `pending`, calling `finish` in this process as each one ends and reporting frames to `bar`."""
+
+
+@dataclass(frozen=True)
+class LocalEngine:
+    """This process, or `workers` local processes."""
+
+    workers: int = 1
+
+    def resolve_backend(self, name: str) -> str:
+        return resolve_backend(name)
+
+    def run(self, pending: list[Plan], folder: Path, outputs: Outputs, backend: str, finish: Finish,
+            bar: FrameProgress) -> None:
+        if self.workers <= 1 or len(pending) <= 1:
+            _start_worker(backend, 0, bar.rendered)
+            for slot, p in enumerate(pending):
+                finish(slot, make(p, folder, outputs, slot))
+        else:
+            _in_processes(pending, folder, outputs, backend, self.workers, finish, bar)
+
+
+def failure(p: Plan, reason: str) -> dict[str, Any]:
+    """What `make` returns for a stimulus that failed."""
+    return {"id": p.stimulus.id, "status": "failed", "error": reason}
+
+
 def run_batch(stimuli: list[Stimulus], folder: Path, outputs: Outputs, backend: str = "auto", workers: int = 1,
-              progress: bool = True, design: Path | None = None) -> BatchResult:
-    """Make every stimulus not already made in `folder`, keeping the manifest there (naming the
-    `design` file and its hash) up to date as each one finishes."""
+              progress: bool = True, design: Path | None = None, engine: Engine | None = None) -> BatchResult:
+    """Make every stimulus not already made in `folder` (on `engine`, else on `workers` local
+    processes), keeping the manifest there (naming the `design` file and its hash) up to date as
+    each one finishes."""
+    engine = engine or LocalEngine(workers)
     check_study_folder(folder)
     try:
         (folder / STATE).mkdir(parents=True, exist_ok=True)
@@ -259,7 +310,7 @@ def run_batch(stimuli: list[Stimulus], folder: Path, outputs: Outputs, backend: 
         raise InputError(f"{folder}: cannot write there ({err.strerror or err})") from None
     with _only_batch_in(folder):
         _remove_temporaries(folder)
-        backend = resolve_backend(backend)
+        backend = engine.resolve_backend(backend)
         hashes = FileHashes()
         plans = [plan(s, hashes, outputs, backend) for s in stimuli]
         records = {p.stimulus.id: r for p in plans if (r := _finished(folder, p)) is not None}
@@ -273,7 +324,8 @@ def run_batch(stimuli: list[Stimulus], folder: Path, outputs: Outputs, backend: 
         manifest = _Manifest(folder, plans, records, backend, about)
         manifest.flush()
         try:
-            _make_all(pending, folder, outputs, backend, workers, progress, records, result, manifest.changed)
+            _make_all(pending, folder, outputs, backend, engine, progress, records, result, manifest.changed)
+            _remove_temporaries(folder)  # of a worker killed mid-stimulus whose stimulus was made again
             manifest.flush()
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the next run resumes from what is finished
             _remove_temporaries(folder)
@@ -318,9 +370,9 @@ class _Manifest:
         self.next_write = time.monotonic() + (time.monotonic() - started) / _MANIFEST_SHARE
 
 
-def _make_all(pending: list[Plan], folder: Path, outputs: Outputs, backend: str, workers: int, progress: bool,
+def _make_all(pending: list[Plan], folder: Path, outputs: Outputs, backend: str, engine: Engine, progress: bool,
               records: dict[str, dict[str, Any]], result: BatchResult, publish: Callable[[], None]) -> None:
-    """Make the pending stimuli, in this process or in `workers` processes, recording each as
+    """Make the pending stimuli on `engine`, recording each as
     it finishes (a success also on disk) and publishing the manifest, with a progress bar in
     frames that counts failures."""
     bar = FrameProgress([planned_frames(p.stimulus) for p in pending], progress)
@@ -340,21 +392,16 @@ def _make_all(pending: list[Plan], folder: Path, outputs: Outputs, backend: str,
         publish()
 
     try:
-        if workers <= 1 or len(pending) <= 1:
-            _start_worker(backend, 0, bar.rendered)
-            for slot, p in enumerate(pending):
-                finish(slot, _make(p, folder, outputs, slot))
-        else:
-            _in_processes(pending, folder, outputs, backend, workers, finish, bar)
+        engine.run(pending, folder, outputs, backend, finish, bar)
     finally:
         bar.close()
 
 
-_POLL_S = 0.2  # how often the driver reads the workers' frame counts
+POLL_S = 0.2  # how often the driver reads the workers' frame counts
 
 
 def _in_processes(pending: list[Plan], folder: Path, outputs: Outputs, backend: str, workers: int,
-                  finish: Callable[[int, dict[str, Any]], None], bar: FrameProgress) -> None:
+                  finish: Finish, bar: FrameProgress) -> None:
     """Several local processes (spawned: a forked torch can hang), the cores shared out; they
     write the frames each stimulus has rendered into a shared array, which this process reads
     for the progress bar while it waits."""
@@ -364,10 +411,10 @@ def _in_processes(pending: list[Plan], folder: Path, outputs: Outputs, backend: 
     pool = concurrent.futures.ProcessPoolExecutor(workers, context, initializer=_start_process,
                                                   initargs=(backend, threads, frames))
     try:
-        futures = {pool.submit(_make, p, folder, outputs, slot): slot for slot, p in enumerate(pending)}
+        futures = {pool.submit(make, p, folder, outputs, slot): slot for slot, p in enumerate(pending)}
         waiting = set(futures)
         while waiting:
-            done, waiting = concurrent.futures.wait(waiting, _POLL_S, concurrent.futures.FIRST_COMPLETED)
+            done, waiting = concurrent.futures.wait(waiting, POLL_S, concurrent.futures.FIRST_COMPLETED)
             for slot, count in enumerate(frames[:]):
                 if count:
                     bar.rendered(slot, count)
@@ -399,6 +446,7 @@ def _csv_row(record: dict[str, Any]) -> dict[str, Any]:
     row["software"] = ";".join(f"{k}={v}" for k, v in record.get("software", {}).items())
     row["backend"] = record.get("backend", "")
     row["rendered_at"] = record.get("rendered_at", "")
+    row["host"] = record.get("host", "")
     return row
 
 

@@ -4,6 +4,7 @@ them runs; their arguments are in `stimuli.cli`."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import time
@@ -14,7 +15,7 @@ from common.errors import InputError
 from models.audio.loudness import LoudnessTarget
 
 from ..outputs import holds_only, staged_folder
-from .batch import check_study_folder, run_batch, sha256_file, software
+from .batch import STATE, Engine, check_study_folder, run_batch, sha256_file, software
 from .design import (
     Design,
     expand_factorial,
@@ -23,19 +24,42 @@ from .design import (
     read_design,
     write_design,
 )
+from .jspsych import JSPSYCH_NAMES, JsPsychOptions, jspsych_options, write_jspsych
 from .render import Outputs
 from .resolve import resolve
+from .trial_formats import write_csv_lists, write_gorilla, write_psychopy
 from .trials import (
     factor_levels,
     read_manifest,
     trial_lists,
     varying_factors,
     williams_square,
-    write_trial_lists,
 )
 
 EXPANDED_DESIGN = "design.csv"
 TRIAL_SETTINGS = "settings.json"  # beside the trial lists: what made them
+
+
+def ray_engine(args: argparse.Namespace) -> Engine | None:
+    """With --ray: the Ray engine, connected to its cluster (Ray, an optional extra, imported only then)."""
+    if args.ray is None:
+        if args.ray_cpus is not None or args.ray_gpus is not None:
+            raise InputError("--ray-cpus and --ray-gpus: only with --ray")
+        return None
+    if args.workers != 1:
+        raise InputError("--workers: not with --ray (Ray runs as many tasks as the cluster has CPUs or GPUs for)")
+    if args.ray_cpus is not None and args.ray_cpus < 1:
+        raise InputError(f"--ray-cpus {args.ray_cpus}: must be at least 1")
+    if args.ray_gpus is not None and not 0 < args.ray_gpus <= 64:
+        raise InputError(f"--ray-gpus {args.ray_gpus:g}: must be more than 0 (a fraction packs tasks on a GPU)")
+    try:
+        from . import ray_batch
+    except ImportError as err:
+        if err.name != "ray":
+            raise
+        raise InputError('--ray needs Ray, an optional extra: pip install -e ".[ray]"') from None
+    ray_batch.connect(args.ray)
+    return ray_batch.RayEngine(cpus=args.ray_cpus or 1, gpus=args.ray_gpus or 1.0)
 
 
 def cmd_stimuli(args: argparse.Namespace) -> int:
@@ -52,7 +76,7 @@ def cmd_stimuli(args: argparse.Namespace) -> int:
     output = check_study_folder(Path(args.output))
     design_file = Path(args.design) if args.design else None
     if args.factorial:
-        output.mkdir(parents=True, exist_ok=True)
+        (output / STATE).mkdir(parents=True, exist_ok=True)  # marks the folder ours for run_batch's check
         design_file = output / EXPANDED_DESIGN
         write_design(design, {**design.defaults, **command_line}, design_file)
         print(f"wrote the expanded design ({len(stimuli)} rows) to {design_file}")
@@ -61,7 +85,7 @@ def cmd_stimuli(args: argparse.Namespace) -> int:
         return 0
     started = time.perf_counter()
     result = run_batch(stimuli, output, Outputs(args.png, args.weights_csv), backend=args.backend,
-                       workers=args.workers, progress=not args.quiet, design=design_file)
+                       workers=args.workers, progress=not args.quiet, design=design_file, engine=ray_engine(args))
     seconds = time.perf_counter() - started
     print(f"{output}: {result.made} made, {result.skipped} skipped, {len(result.failed)} failed "
           f"in {seconds:.1f} s ({result.made / max(seconds, 1e-9) * 60:.1f} stimuli/min, "
@@ -78,20 +102,54 @@ def cmd_stimuli(args: argparse.Namespace) -> int:
     return 1 if result.failed else 0
 
 
+JSPSYCH_ONLY = ("jspsych", "response_keys", "response_buttons", "response_window_ms", "rating", "rating_labels",
+                "save_url")  # the trials options only --format jspsych reads (all None unless given)
+TRIAL_FILES = rf"participant_\d+\.(csv|xlsx)|list_\d+\.csv|{JSPSYCH_NAMES}|{re.escape(TRIAL_SETTINGS)}"
+
+
+def trial_format_options(args: argparse.Namespace) -> dict | JsPsychOptions:
+    """The options of `args.format`, refusing those of another format (they would do nothing)."""
+    given = [name for name in JSPSYCH_ONLY if getattr(args, name) is not None]
+    if args.format != "jspsych" and given:
+        raise InputError(f"--{given[0].replace('_', '-')}: only for --format jspsych")
+    if args.absolute_paths and args.format != "csv":
+        raise InputError(f"--absolute-paths: only for --format csv (--format {args.format} copies the clips "
+                         "into its folder and names them relative to it)")
+    if args.link and args.format == "csv":
+        raise InputError("--link: only for --format jspsych, psychopy or gorilla (csv lists name the clips where "
+                         "they are)")
+    if args.format == "jspsych":
+        return jspsych_options(args)
+    return {"absolute_paths": args.absolute_paths} if args.format == "csv" else {"link": args.link}
+
+
 def cmd_trials(args: argparse.Namespace) -> int:
     stimuli, pending = read_manifest(args.manifest)
     lists = trial_lists(stimuli, args.participants, args.seed, args.latin_square, args.repeats)
     factors = varying_factors(stimuli)
     folder = Path(args.output) if args.output else Path(args.manifest).parent / "trials"
+    options = trial_format_options(args)
     settings = {"manifest": str(args.manifest), "manifest_sha256": sha256_file(Path(args.manifest)),
-                "participants": args.participants, "seed": args.seed, "latin_square": args.latin_square,
-                "repeats": args.repeats, "pending": pending, "software": software()}
-    text = json.dumps(settings, indent=1) + "\n"
-    with staged_folder(folder, "trial lists", holds_only(r"participant_\d+\.csv|" + re.escape(TRIAL_SETTINGS))) as staged:
-        paths = [folder / p.name for p in write_trial_lists(lists, staged, factors)]
+                "format": args.format, "participants": args.participants, "seed": args.seed,
+                "latin_square": args.latin_square, "repeats": args.repeats,
+                "options": options if isinstance(options, dict) else dataclasses.asdict(options),
+                "pending": pending, "software": software()}
+    stimuli_dir = Path(args.manifest).parent
+    with staged_folder(folder, "trial lists", holds_only(TRIAL_FILES)) as staged:
+        if args.format == "csv":
+            write_csv_lists(staged, lists, factors, stimuli_dir, folder, args.absolute_paths)
+        elif args.format == "jspsych":
+            write_jspsych(staged, lists, factors, stimuli_dir, options)
+        else:
+            write = write_psychopy if args.format == "psychopy" else write_gorilla
+            write(staged, lists, factors, stimuli_dir, args.link)
+        settings["files"] = {p.relative_to(staged).as_posix(): sha256_file(p)
+                             for p in sorted(staged.rglob("[!.]*")) if p.is_file() and p.name != TRIAL_SETTINGS}
+        text = json.dumps(settings, indent=1) + "\n"
         atomic_write(staged / TRIAL_SETTINGS, lambda handle: handle.write(text.encode("utf-8")))
-    print(f"wrote {len(paths)} trial lists of {len(lists[0])} trials to {folder} "
-          f"(factors: {', '.join(factors) or 'none'})")
+    what = {"csv": "trial lists", "jspsych": "jsPsych timelines", "psychopy": "PsychoPy conditions files",
+            "gorilla": "Gorilla spreadsheets"}[args.format]
+    print(f"wrote {len(lists)} {what} of {len(lists[0])} trials to {folder} (factors: {', '.join(factors) or 'none'})")
     if pending:
         print(f"warning: {args.manifest}: {len(pending)} of {len(stimuli) + len(pending)} stimuli are not made yet "
               f"(the batch is running or was stopped): {', '.join(pending[:5])}{' …' if len(pending) > 5 else ''}; "

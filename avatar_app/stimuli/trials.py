@@ -18,9 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from common.atomic import atomic_write
 from common.errors import InputError
-from common.files import csv_cell, csv_text, parse_json, read_text_file
+from common.files import csv_text, parse_json, read_text_file
 
 from .design import COLUMNS
 
@@ -147,19 +146,3 @@ def trial_lists(stimuli: list[StimulusEntry], participants: int, seed: int, fact
         lists.append(trials)
     return lists
 
-
-def write_trial_lists(lists: list[list[Trial]], folder: Path, factors: list[str]) -> list[Path]:
-    """participant_001.csv, ...: participant, trial, block, id, file and the factor levels."""
-    width = max(3, len(str(len(lists))))
-    paths = []
-    for trials in lists:
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(["participant", "trial", "block", "id", "file", *map(csv_cell, factors)])
-        for t in trials:
-            writer.writerow([t.participant, t.trial, t.block, csv_cell(t.stimulus.id), csv_cell(t.stimulus.file),
-                             *(csv_cell(t.stimulus.levels.get(f, "")) for f in factors)])
-        path = folder / f"participant_{trials[0].participant:0{width}d}.csv"
-        atomic_write(path, lambda h, text=out.getvalue(): h.write(text.encode("utf-8")))
-        paths.append(path)
-    return paths
