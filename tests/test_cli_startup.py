@@ -22,7 +22,8 @@ from common.errors import InputError
 from models.rig.emotion import EmotionTrack, check_emotions
 
 ROOT = Path(__file__).resolve().parents[1]
-HEAVY = ("torch", "numpy", "scipy", "numba", "smplx", "transformers", "PySide6", "pyqtgraph", "imageio", "tqdm")
+HEAVY = ("torch", "numpy", "scipy", "numba", "smplx", "transformers", "PySide6", "pyqtgraph", "imageio", "tqdm",
+         "yaml")
 _TRACE = re.compile(r"^import time:\s+\d+ \|\s+\d+ \|\s*(\S+)$", re.MULTILINE)
 
 

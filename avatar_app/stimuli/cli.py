@@ -7,7 +7,7 @@ import argparse
 from renderer.backends import BACKEND_HELP, BACKENDS
 
 from ..arguments import lazy_command
-from .design import COLUMNS
+from .columns import COLUMNS
 from .trial_formats import FORMATS
 
 
