@@ -27,10 +27,6 @@ def _head(path: Path) -> bytes:
         return handle.read(_HEAD_BYTES)
 
 
-def _first_line(path: Path) -> str:
-    return _head(path).split(b"\n", 1)[0].decode("utf-8", "replace").strip()
-
-
 def _npz_members(path: Path) -> set[str]:
     with zipfile.ZipFile(path) as archive:
         return set(archive.namelist())
@@ -57,11 +53,13 @@ def is_our_export(path: Path) -> bool:
     generator is ours. Anything else is not replaced."""
     suffix = path.suffix.lower()
     try:
-        if suffix == ".csv":
-            header = _first_line(path).split(",")
+        if suffix in (".csv", ".json"):
+            head = _head(path)
+            first = head.split(b"\n", 1)[0].decode("utf-8", "replace").strip()
+            if suffix == ".json":
+                return first.startswith("{") and b'"eyeBlinkLeft"' in head
+            header = first.split(",")
             return header[0] in ("time", "Timecode") or "eyeBlinkLeft" in header
-        if suffix == ".json":
-            return _first_line(path).startswith("{") and _head(path).find(b'"eyeBlinkLeft"') >= 0
         if suffix == ".npz":
             members = _npz_members(path)
             return ({"speech.npy", "expression.npy", "fps.npy"} <= members

@@ -73,20 +73,10 @@ ARKIT_NAMES: tuple[str, ...] = (
     "tongueOut",
 )
 
-LIVELINK_NAMES: tuple[str, ...] = (
-    "EyeBlinkLeft", "EyeLookDownLeft", "EyeLookInLeft", "EyeLookOutLeft", "EyeLookUpLeft",
-    "EyeSquintLeft", "EyeWideLeft",
-    "EyeBlinkRight", "EyeLookDownRight", "EyeLookInRight", "EyeLookOutRight", "EyeLookUpRight",
-    "EyeSquintRight", "EyeWideRight",
-    "JawForward", "JawRight", "JawLeft", "JawOpen", "MouthClose", "MouthFunnel", "MouthPucker",
-    "MouthRight", "MouthLeft", "MouthSmileLeft", "MouthSmileRight", "MouthFrownLeft", "MouthFrownRight",
-    "MouthDimpleLeft", "MouthDimpleRight", "MouthStretchLeft", "MouthStretchRight", "MouthRollLower",
-    "MouthRollUpper", "MouthShrugLower", "MouthShrugUpper", "MouthPressLeft", "MouthPressRight",
-    "MouthLowerDownLeft", "MouthLowerDownRight", "MouthUpperUpLeft", "MouthUpperUpRight",
-    "BrowDownLeft", "BrowDownRight", "BrowInnerUp", "BrowOuterUpLeft", "BrowOuterUpRight",
-    "CheekPuff", "CheekSquintLeft", "CheekSquintRight", "NoseSneerLeft", "NoseSneerRight",
-    "TongueOut",
-)
+# Live Link Face's columns: Apple's names in PascalCase, in Apple's order but for two swapped pairs
+_LIVELINK_SWAPS = {"jawLeft": "jawRight", "jawRight": "jawLeft", "mouthLeft": "mouthRight", "mouthRight": "mouthLeft"}
+LIVELINK_NAMES: tuple[str, ...] = tuple(
+    (name := _LIVELINK_SWAPS.get(apple, apple))[0].upper() + name[1:] for apple in ARKIT_NAMES)
 
 # weights[:, LIVELINK_FROM_ARKIT] puts weights in ARKIT_NAMES order into LIVELINK_NAMES order
 LIVELINK_FROM_ARKIT: tuple[int, ...] = tuple(
