@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import shutil
 import time
 import zipfile
 from collections.abc import Callable
@@ -46,7 +45,7 @@ from models.learning.evaluation import (
     lipsync_metrics,
     subspace_angles,
 )
-from models.learning.generator_training import train_generator
+from models.learning.generator_training import pause_speech_profiles, train_generator
 from models.learning.metrics import mapping_error
 from models.learning.synthetic_corpus import (
     CorpusSpec,
@@ -186,8 +185,9 @@ def cmd_train_speech(args: argparse.Namespace) -> int:
     config = GeneratorConfig.for_model(model, front_end=args.front_end, wav2vec2_dir=args.wav2vec2)
     run = TrainingRun(kind=GENERATOR_KIND, config={}, steps=args.steps, seed=args.seed, directory=output,
                       resume=args.resume, progress=not args.quiet, description="speech generator")
-    train_generator(sequences, model, config, run, auxiliary=auxiliary, velocity=args.velocity)
-    shutil.copyfile(args.blendshapes, output / GENERATOR_MODEL)
+    driver = train_generator(sequences, model, config, run, auxiliary=auxiliary, velocity=args.velocity)
+    profiles = pause_speech_profiles(driver, model, sequences)
+    replace(model, emotion_speech_profiles=profiles).save(output / GENERATOR_MODEL)
     print(f"wrote {output} in {time.perf_counter() - started:.0f} s")
     return 0
 

@@ -2,9 +2,11 @@
 
 For the demo's hand-made blendshapes and the learned model (assets/model/blendshapes.npz) it
 prints the AU table (models/rig/action_units.py) of every emotion profile at intensity 0.5 and
-1 (template + intensity · profile · expression basis, measured at the demo head's landmarks),
-then renders neutral and the seven emotions at intensity 1 through the Player (a still clip,
-the signal driver, the default framing, 384² per tile) into one PNG, tiles row by row in the order printed.
+1 (template + intensity · (expression profile · expression basis + speech profile · speech
+basis), measured at the demo head's landmarks),
+then renders neutral and the seven emotions at intensity 1 of each through the Player (a still
+clip, the default framing, 384² per tile) into one PNG per model (`--sheet`, and the learned
+model's beside it with `_learned` added), tiles row by row in the order printed.
 
     python benchmarks/emotion_table.py                                   # the shipped demo
     python benchmarks/emotion_table.py --demo /tmp/c_demo --sheet /tmp/c_sheet.png
@@ -36,16 +38,15 @@ COLUMNS = 4
 
 def au_table(title: str, model: BlendshapeModel, landmarks: dict[str, int]) -> None:
     for intensity in (0.5, 1.0):
-        readings = emotion_action_units(model.template, model.expression_basis, model.emotion_profiles,
-                                        landmarks, intensity)
+        readings = emotion_action_units(model, landmarks, intensity)
         print(f"\n{title}, intensity {intensity:g} (mm)")
         print(f"{'':10s}" + "".join(f"{name:>6s}" for name in ACTION_UNITS))
         for emotion, row in zip(model.emotion_names, readings):
             print(f"{emotion:10s}" + "".join(f"{value:6.1f}" for value in row))
 
 
-def contact_sheet(demo: Path, path: Path, backend: str) -> None:
-    avatar = load_avatar(demo / "avatar", demo / "flame_demo.npz", demo / "blendshapes.npz")
+def contact_sheet(demo: Path, blendshapes: Path, path: Path, backend: str) -> None:
+    avatar = load_avatar(demo / "avatar", demo / "flame_demo.npz", blendshapes)
     player = Player(avatar, backend=backend)
     player.view.width = player.view.height = TILE
     player.clip = still_clip(1.0 / 25.0, 25.0)
@@ -72,6 +73,7 @@ def main() -> None:
     args = parser.parse_args()
     head = build_demo_head()
     landmarks = demo_landmarks(head.arrays["v_template"], head.vertex_part)
+    sheets = {}
     for title, path in (("demo blendshapes", args.demo / "blendshapes.npz"), ("learned model", args.learned)):
         model = BlendshapeModel.load(path)
         if model.template.shape != head.arrays["v_template"].shape:
@@ -79,7 +81,10 @@ def main() -> None:
                   f"{len(head.arrays['v_template'])}: rebuild or retrain it")
             continue
         au_table(f"{title} ({path})", model, landmarks)
-    contact_sheet(args.demo, args.sheet, args.backend)
+        sheets[path] = args.sheet if not sheets else args.sheet.with_stem(args.sheet.stem + "_learned")
+    for path, sheet in sheets.items():
+        print(f"\n{path}:")
+        contact_sheet(args.demo, path, sheet, args.backend)
 
 
 if __name__ == "__main__":

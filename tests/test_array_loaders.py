@@ -15,7 +15,7 @@ import scipy.sparse
 import torch
 from numpy.lib import format as npy_format
 
-from assets import DEMO_AVATAR, DEMO_BLENDSHAPES, DEMO_FLAME
+from assets import DEMO_AVATAR, DEMO_BLENDSHAPES, DEMO_FLAME, MODEL_DIR
 from avatar_app.cli import main
 from common.errors import InputError
 from models.drivers.checkpoint import load_checkpoint, save_checkpoint
@@ -334,10 +334,19 @@ def test_info_describes_models_without_names(tmp_path, capsys):
                   emotion_names=np.array([], "<U1"), speech_basis=np.zeros((0, v, 3)),
                   expression_basis=np.zeros((0, v, 3)), speech_to_flame=np.zeros((0, 103)),
                   expression_to_flame=np.zeros((0, 103)), emotion_profiles=np.zeros((0, 0)),
+                  emotion_speech_profiles=np.zeros((0, 0)),
                   speech_mapping_error=np.zeros(0), expression_mapping_error=np.zeros(0))
     np.savez(tmp_path / "bare.npz", **arrays)
     assert main(["info", str(tmp_path / "bare.npz")]) == 0
-    assert "speech: (none)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "speech: (none)" in out and "emotions on the speech blendshapes (largest weight at intensity 1): (none)" in out
+
+
+def test_info_names_the_emotions_on_the_speech_blendshapes(capsys):
+    """The learned model's fear widens the mouth along lips_wide, its surprise opens it."""
+    assert main(["info", str(MODEL_DIR / "blendshapes.npz")]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if "emotions on the speech blendshapes" in x)
+    assert "fearful lips_wide +" in line and "surprised " in line
 
 
 # ---- data sets ----------------------------------------------------------------------------------

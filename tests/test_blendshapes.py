@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from common.errors import InputError
+from models.drivers.recorded import RecordedDriver, RecordedWeights
 from models.rig.blendshapes import BlendshapeModel, WeightSequence
 from models.rig.emotion import check_emotions, parse_emotions
 
@@ -28,6 +29,7 @@ def arrays(vertices: int = 7, seed: int = 0) -> dict:
         speech_to_flame=rng.normal(size=(ks, 103)),
         expression_to_flame=rng.normal(size=(ke, 103)),
         emotion_profiles=rng.uniform(size=(len(EMOTIONS), ke)),
+        emotion_speech_profiles=rng.uniform(size=(len(EMOTIONS), ks)),
         template=rng.normal(size=(vertices, 3)),
         speech_mapping_error=rng.uniform(size=ks),
         expression_mapping_error=rng.uniform(size=ke),
@@ -70,6 +72,8 @@ def corrupt(tmp_path: Path, **changes) -> Path:
         (dict(speech_basis=np.zeros((3, 6, 3))), "speech_basis has shape"),
         (dict(speech_to_flame=np.zeros((3, 100))), "speech_to_flame has shape"),
         (dict(emotion_profiles=np.zeros((2, 2))), "emotion_profiles has shape"),
+        (dict(emotion_speech_profiles=np.zeros((3, 2))), "emotion_speech_profiles has shape"),
+        (dict(emotion_speech_profiles=np.full((3, 3), 1e9)), "emotion_speech_profiles"),
         (dict(expression_mapping_error=np.array([np.nan, 0.0])), "expression_mapping_error contains NaN"),
         (dict(speech_names=np.array([1, 2, 3])), "speech_names must be"),
         (dict(emotion_names=np.array(["happy", "happy", "sad"])), "emotion_names has duplicates"),
@@ -137,6 +141,25 @@ def test_expression_weights_from_emotions(model: BlendshapeModel) -> None:
         model.expression_weights({"angry": 1.0}, 3)
     with pytest.raises(InputError, match="emotion intensities has shape"):
         model.expression_weights(np.zeros((4, 2)), 4)
+
+
+def test_emotion_speech_profiles(model: BlendshapeModel, tmp_path: Path) -> None:
+    """Held and per-frame mixes of the speech profiles; a stills' RecordedDriver adds them to the
+    recorded speech; the displacements of an emotion alone sum both sets; files from before the
+    field load with zeros."""
+    speech_profiles = arrays()["emotion_speech_profiles"]
+    held = model.emotion_speech_weights({"happy": 0.8, "sad": 0.5}, 3)
+    np.testing.assert_allclose(held, np.tile(0.8 * speech_profiles[0] + 0.5 * speech_profiles[2], (3, 1)), atol=1e-6)
+    recorded = np.random.default_rng(1).uniform(size=(4, len(SPEECH))).astype(np.float32)
+    ramp = np.linspace(0, 1, 4)[:, None] * np.array([[0.0, 1.0, 0.0]], np.float32)
+    speech, expression = RecordedDriver.for_model(model).weights(RecordedWeights(recorded), ramp)
+    np.testing.assert_allclose(speech, recorded + ramp[:, 1:2] * speech_profiles[1], atol=1e-6)
+    np.testing.assert_allclose(expression, ramp[:, 1:2] * arrays()["emotion_profiles"][1], atol=1e-6)
+    surprised = (np.einsum("k,kvc->vc", arrays()["emotion_profiles"][1], arrays()["expression_basis"])
+                 + np.einsum("k,kvc->vc", speech_profiles[1], arrays()["speech_basis"]))
+    np.testing.assert_allclose(model.emotion_displacements(0.5)[1], 0.5 * surprised, atol=1e-5)
+    older = BlendshapeModel.load(corrupt(tmp_path, emotion_speech_profiles=None))
+    np.testing.assert_array_equal(older.emotion_speech_profiles, np.zeros((len(EMOTIONS), len(SPEECH))))
 
 
 def test_parse_emotions() -> None:

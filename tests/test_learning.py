@@ -87,6 +87,32 @@ def test_planted_truth_makes_the_clips(corpora, planted):
     assert set(planted.emotion_names) <= labels
 
 
+def test_planted_emotions_keep_their_speech_motion(planted):
+    """What the dropped expression blendshapes did in each emotion (surprise's jaw drop, fear's
+    lip stretch, anger's pressed lips) moves to its speech profile: each emotion poses as the
+    demo model's but for the part of that motion outside the speech subspace (projected here by
+    an SVD of our own); emotional talking holds it through speech and pauses."""
+    demo = BlendshapeModel.load(DEMO_BLENDSHAPES)
+    speech = planted.speech_basis.reshape(len(planted.speech_names), -1).T.astype(np.float64)
+    u = np.linalg.svd(speech, full_matrices=False)[0]
+    lost = demo.emotion_displacements().reshape(len(demo.emotion_names), -1).astype(np.float64)
+    lost -= np.tensordot(planted.emotion_profiles, planted.expression_basis, 1).reshape(len(lost), -1)
+    outside = lost - (lost @ u) @ u.T
+    residual = (demo.emotion_displacements() - planted.emotion_displacements()).reshape(len(lost), -1)
+    np.testing.assert_allclose(np.linalg.norm(residual, axis=1), np.linalg.norm(outside, axis=1), atol=1e-5)
+    weights = dict(zip(planted.emotion_names, planted.emotion_speech_profiles))
+    assert weights["surprised"][planted.speech_names.index("jaw_open")] > 0.2
+    assert weights["fearful"][planted.speech_names.index("lips_wide")] > 0.5
+    assert weights["angry"][planted.speech_names.index("lips_closed")] > 0.5
+    assert not weights["happy"].any() and not weights["sad"].any()
+    corpus = make_corpus(planted, CorpusSpec(speech_clips=0, expression_repeats=0, emotional_repeats=1, seed=2))
+    for clip in corpus.emotional:
+        held = clip.intensity * weights[clip.emotion]
+        talking = corpus.truth[clip.name][0]
+        assert (talking - held).min() > -1e-6
+        np.testing.assert_allclose(np.percentile(talking, 1, axis=0), held, atol=0.02)
+
+
 def test_corpus_is_written_in_the_published_layouts(tmp_path, planted):
     corpus = make_corpus(planted, CorpusSpec(speech_clips=2, expression_repeats=1, emotional_repeats=1,
                                              speech_seconds=0.5, expression_seconds=0.4))

@@ -44,7 +44,7 @@ EXPRESSION = {
 EMOTIONS = {
     "happy": {"smile": 1.0, "cheek_raise": 1.0},
     "sad": {"brow_inner_up": 1.3, "brow_lower": 0.5, "frown": 1.0},
-    "angry": {"brow_lower": 1.0, "eyes_wide": 0.8, "lid_tighten": 1.0, "lips_tighten": 1.0},
+    "angry": {"brow_lower": 1.0, "eyes_wide": 0.8, "lid_tighten": 1.0, "lips_tighten": 1.5},
     "surprised": {"brow_inner_up": 1.0, "brow_outer_up": 1.0, "eyes_wide": 1.0, "jaw_drop": 1.0},
     "fearful": {"brow_inner_up": 1.0, "brow_outer_up": 0.6, "brow_lower": 0.6, "eyes_wide": 1.0,
                 "lip_stretch": 0.8, "jaw_drop": 0.5},

@@ -152,10 +152,13 @@ def describe_blendshapes(path: Path) -> str:
     err = np.concatenate([m.speech_mapping_error, m.expression_mapping_error]).max(initial=0.0) * 1000
     fitted = (f"{m.flame_name or 'a FLAME file'} (fingerprint {m.flame_fingerprint})" if m.flame_fingerprint
               else "not recorded (any FLAME of this mesh is accepted)")
+    on_speech = [f"{e} {m.speech_names[k]} {row[k]:+.2f}" for e, row in zip(m.emotion_names, m.emotion_speech_profiles)
+                 for k in [int(np.abs(row).argmax())] if row[k] != 0]
     return (f"{path}: blendshape model ({m.template.shape[0]} vertices)\n"
             f"  speech: {_listing(m.speech_names)}\n  expression: {_listing(m.expression_names)}\n"
-            f"  emotions: {_listing(m.emotion_names)}\n  worst FLAME mapping error: {err:.3f} mm RMS\n"
-            f"  mapping fitted to: {fitted}")
+            f"  emotions: {_listing(m.emotion_names)}\n"
+            f"  emotions on the speech blendshapes (largest weight at intensity 1): {_listing(tuple(on_speech))}\n"
+            f"  worst FLAME mapping error: {err:.3f} mm RMS\n  mapping fitted to: {fitted}")
 
 
 def describe_weights(path: Path) -> str:

@@ -1,5 +1,6 @@
 """Weights fixed in advance (a weights file, a still, the signal driver's analysis) read as a
-driver reads its features: the speech as recorded, the expression from the emotions."""
+driver reads its features: the speech as recorded (plus what the emotions move along the speech
+blendshapes), the expression from the emotions."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -31,7 +32,8 @@ class RecordedWeights:
 
 class RecordedDriver:
     """Reads `RecordedWeights`: the expression is the blendshape model's emotion profiles mixed by
-    the intensities (none without a model), plus the recorded expression."""
+    the intensities (none without a model), plus the recorded expression; the speech is the
+    recorded speech plus the model's emotion speech profiles mixed the same way."""
 
     def __init__(self, speech_names: Sequence[str], model: BlendshapeModel | None = None) -> None:
         self.speech_names = tuple(speech_names)
@@ -51,10 +53,12 @@ class RecordedDriver:
             raise InputError("speech driver: features must come from this driver's analyse()")
         stop = frame_range(len(features), start, stop, "speech driver")
         frames = stop - start
+        speech = features.speech[start:stop]
         if self.model is None:
             expression = np.zeros((frames, 0), np.float32)
         else:
             expression = self.model.expression_weights(np.asarray(intensities)[start:stop], frames)
+            speech = speech + self.model.emotion_speech_weights(np.asarray(intensities)[start:stop], frames)
         if features.expression is not None:
             expression = expression + features.expression[start:stop]
-        return features.speech[start:stop], expression
+        return speech, expression

@@ -14,6 +14,7 @@ import torch
 from tqdm import tqdm
 
 from common.errors import InputError
+from models.audio.loudness import frame_levels
 from models.audio.sources import Audio, fit_length
 from models.drivers.generator import (
     KIND,
@@ -190,3 +191,32 @@ def train_generator(
     optimizer = torch.optim.Adam(generator.parameters(), lr=lr)
     train(run, generator, optimizer, step)
     return LearnedDriver(generator)
+
+
+def pause_speech_profiles(driver: LearnedDriver, model: BlendshapeModel, sequences: Sequence[MeshSequence],
+                          clips: int = 32, quiet_db: float = 40.0) -> np.ndarray:
+    """(E, Ks) what the trained generator adds to the speech weights in the pauses of talking
+    (the frames more than `quiet_db` below their clip's loudest frame) under each emotion alone at
+    intensity 1, against the same frames at neutral; over up to `clips` of the neutral talking
+    `sequences`, spread evenly. These are the model's `emotion_speech_profiles`, so that stills
+    and weights files (read by a `RecordedDriver`) show an emotion's jaw drop or lip stretch as
+    the generator shows it when nobody speaks. Pauses inside talking, not a silent clip: the
+    front-end normalises each clip's features, so digital silence alone is not a pause to it."""
+    talking = [s for s in sequences if s.audio is not None and s.emotion is None]
+    picked = [talking[i] for i in np.unique(np.linspace(0, len(talking) - 1, clips).round().astype(int))] if talking else []
+    emotions = np.eye(len(model.emotion_names), dtype=np.float32)
+    added: list[list[np.ndarray]] = [[] for _ in emotions]
+    for sequence in picked:
+        frames = len(sequence.vertices)
+        levels = frame_levels(sequence.audio, sequence.fps, frames)
+        quiet = levels < levels.max() - quiet_db
+        if not quiet.any():
+            continue
+        features = driver.analyse(fit_length(sequence.audio, frames / sequence.fps), sequence.fps)
+        neutral = driver.weights(features, np.zeros((frames, len(emotions)), np.float32))[0][quiet]
+        for e, one in enumerate(emotions):
+            added[e].append(driver.weights(features, np.tile(one, (frames, 1)))[0][quiet] - neutral)
+    if not all(added):
+        raise InputError("speech generator: no neutral talking clip has a pause (a frame 40 dB below its loudest) "
+                         "to measure the emotions' speech profiles in")
+    return np.stack([np.concatenate(frames).mean(axis=0) for frames in added]).astype(np.float32)

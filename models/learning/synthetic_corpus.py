@@ -11,8 +11,9 @@ weights:
   jittered per clip) or one posed blendshape, so that together they span every expression
   blendshape; w_A is planted secondary lip motion with peak `secondary`;
 - *emotional* clips (talking under an emotion at a constant intensity): the emotion reshapes
-  the mouth while talking (a planted speaking style) and its expression swells with loudness,
-  which the speech generator and the correlation module should learn;
+  the mouth while talking (a planted speaking style), adds its speech profile (the jaw drop,
+  lip stretch or pressed lips it makes, held through speech and pauses) and its expression
+  swells with loudness, which the speech generator and the correlation module should learn;
 - *espeak* clips (optional, `EspeakSpec`): neutral talking spoken by espeak-ng in many languages
   and voices, w_A following its reported phoneme timings (`models.learning.espeak_corpus`), w_E
   planted secondary motion as in the speech clips. They join the speech clips.
@@ -59,7 +60,7 @@ class CorpusSpec:
 
     speech_clips: int = 24
     expression_repeats: int = 3  # clips per emotion; every blendshape is also posed once
-    emotional_repeats: int = 2  # emotional-talking clips per emotion
+    emotional_repeats: int = 6  # emotional-talking clips per emotion
     speech_seconds: float = 3.0
     expression_seconds: float = 2.0
     secondary: float = 0.05  # peak of the planted expression weights in speech clips ...
@@ -82,18 +83,23 @@ class PlantedCorpus:
 
 
 def planted_model(model: BlendshapeModel, distinct: float = 0.5) -> BlendshapeModel:
-    """`model` without the expression blendshapes that are mostly speech motion.
+    """`model` without the expression blendshapes that are mostly speech motion, whose part in
+    each emotion moves to its speech profile instead.
 
     No data can tell which set a direction shared by both belongs to, so recovery is only
     well-posed when the planted subspaces meet at 0: an expression blendshape keeps its place
     if more than `distinct` of its norm lies outside the speech subspace (on the demo model
     this drops lip_stretch, jaw_drop and lips_press, which repeat lips_wide, jaw_open and
-    lips_closed)."""
+    lips_closed). What the dropped ones did in each emotion (fear's lip stretch and jaw drop,
+    anger's pressed lips) becomes `emotion_speech_profiles`: its least-squares weights on the
+    speech blendshapes, added to whatever the face says under that emotion."""
     speech = model.speech_basis.reshape(len(model.speech_names), -1).T.astype(np.float64)
     expression = model.expression_basis.reshape(len(model.expression_names), -1).T.astype(np.float64)
     q, _ = np.linalg.qr(speech)
     outside = expression - q @ (q.T @ expression)
     keep = np.linalg.norm(outside, axis=0) > distinct * np.linalg.norm(expression, axis=0)
+    dropped = model.emotion_profiles[:, ~keep].astype(np.float64) @ expression[:, ~keep].T  # (E, 3V)
+    moved = np.linalg.lstsq(speech, dropped.T, rcond=None)[0].T
     return replace(
         model,
         expression_names=tuple(n for n, k in zip(model.expression_names, keep) if k),
@@ -101,6 +107,7 @@ def planted_model(model: BlendshapeModel, distinct: float = 0.5) -> BlendshapeMo
         expression_to_flame=model.expression_to_flame[keep],
         expression_mapping_error=model.expression_mapping_error[keep],
         emotion_profiles=model.emotion_profiles[:, keep],
+        emotion_speech_profiles=(model.emotion_speech_profiles + moved).astype(np.float32),
     )
 
 
@@ -136,7 +143,7 @@ def make_corpus(planted: BlendshapeModel, spec: CorpusSpec = CorpusSpec(),
             intensity = float(rng.uniform(0.5, 1.0))
             speech, audio = _talking(rng, spec)
             style = np.asarray(SPEAKING_STYLE.get(emotion, (1.0,) * len(SPEECH_NAMES)), np.float32)
-            speech = speech * (1.0 + intensity * (style - 1.0))
+            speech = speech * (1.0 + intensity * (style - 1.0)) + intensity * planted.emotion_speech_profiles[e]
             swell = 0.75 + 0.5 * _smooth(speech[:, 0], int(round(0.3 * spec.fps)))
             expression = intensity * swell[:, None] * planted.emotion_profiles[e]
             name = f"SynthSpeaker{r % len(VOICES):02d}/{emotion}_{r:02d}"

@@ -49,6 +49,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from common.errors import InputError
+from models.rig.blendshapes import BlendshapeModel
 
 SIDES = ("left", "right")
 LANDMARKS = ("upper_lip", "lower_lip", "chin",
@@ -120,10 +121,9 @@ def _distance(vertices: np.ndarray, landmarks: Mapping[str, int], a: str, b: str
     return 1000.0 * np.linalg.norm(v[..., landmarks[a], :] - v[..., landmarks[b], :], axis=-1)
 
 
-def emotion_action_units(template: np.ndarray, expression_basis: np.ndarray, emotion_profiles: np.ndarray,
-                         landmarks: Mapping[str, int], intensity: float = 1.0,
+def emotion_action_units(model: BlendshapeModel, landmarks: Mapping[str, int], intensity: float = 1.0,
                          axes: HeadAxes = HeadAxes()) -> np.ndarray:
-    """(E, len(ACTION_UNITS)) AUs of each emotion profile at `intensity`: the face
-    template + intensity · profile · expression basis (a blendshape model's linear pose)."""
-    posed = template + intensity * np.einsum("ek,kvc->evc", emotion_profiles, expression_basis)
-    return action_units(template, posed, landmarks, axes)
+    """(E, len(ACTION_UNITS)) AUs of each emotion of a blendshape model at `intensity` on a
+    silent face: the template moved by `BlendshapeModel.emotion_displacements` (expression and
+    speech profiles on their blendshapes, the model's linear pose)."""
+    return action_units(model.template, model.template + model.emotion_displacements(intensity), landmarks, axes)

@@ -140,6 +140,9 @@ class BlendshapeModel(_NpzRecord):
     expression_mapping_error: np.ndarray  # (Ke,)
     region_names: tuple[str, ...] = ()  # facial regions (mouth, brows, ...) for metrics and CSTalk
     region_masks: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))  # (R, V) 0/1
+    # (E, Ks) speech weights at intensity 1: what an emotion moves along the speech blendshapes
+    # (jaw drop, lip stretch, lip tightening), added to whatever is spoken; zeros when absent.
+    emotion_speech_profiles: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
     # The FLAME file the mapping was fitted to (models.rig.mapping.flame_fingerprint, and its file
     # name for messages); empty in files made before it was recorded.
     flame_fingerprint: str = ""
@@ -175,9 +178,12 @@ class BlendshapeModel(_NpzRecord):
             "speech_mapping_error": ((ks,), MAX_COORDINATE),
             "expression_mapping_error": ((ke,), MAX_COORDINATE),
             "region_masks": ((len(self.region_names), v), MAX_WEIGHT),
+            "emotion_speech_profiles": ((len(self.emotion_names), ks), MAX_WEIGHT),
         }
         if not self.region_names and np.asarray(self.region_masks).size == 0:
             self.region_masks = np.zeros((0, v), np.float32)
+        if np.asarray(self.emotion_speech_profiles).size == 0:
+            self.emotion_speech_profiles = np.zeros((len(self.emotion_names), ks), np.float32)
         for key, (shape, bound) in shapes.items():
             setattr(self, key, _array(source, key, getattr(self, key), shape, bound))
 
@@ -187,17 +193,31 @@ class BlendshapeModel(_NpzRecord):
         `emotions` is either one mix held for all frames ({name: intensity}) or per-frame
         intensities (T, E) in the order of `emotion_names`.
         """
+        return self._intensities(emotions, frames) @ self.emotion_profiles
+
+    def emotion_speech_weights(self, emotions: Mapping[str, float] | np.ndarray, frames: int) -> np.ndarray:
+        """(T, Ks) what the emotions add to the speech weights: Σ intensity · speech profile
+        (`emotions` as in `expression_weights`)."""
+        return self._intensities(emotions, frames) @ self.emotion_speech_profiles
+
+    def _intensities(self, emotions: Mapping[str, float] | np.ndarray, frames: int) -> np.ndarray:
+        """(T, E) intensities from one mix held for all frames, or checked per-frame intensities."""
         if int(frames) != frames or frames < 0:
-            raise InputError(f"expression_weights: frame count {frames} is not a non-negative integer")
+            raise InputError(f"emotion weights: frame count {frames} is not a non-negative integer")
         if isinstance(emotions, Mapping):
             emotions = check_emotions(emotions, self.emotion_names)
             intensity = np.zeros(len(self.emotion_names), dtype=np.float32)
             for name, value in emotions.items():
                 intensity[self.emotion_names.index(name)] = _finite_number("emotion", name, value)
-            return np.tile(intensity @ self.emotion_profiles, (frames, 1))
+            return np.tile(intensity, (frames, 1))
         shape = (frames, len(self.emotion_names))
-        intensity = _array("expression_weights", "emotion intensities", emotions, shape, MAX_WEIGHT)
-        return intensity @ self.emotion_profiles
+        return _array("emotion weights", "emotion intensities", emotions, shape, MAX_WEIGHT)
+
+    def emotion_displacements(self, intensity: float = 1.0) -> np.ndarray:
+        """(E, V, 3) each emotion alone at `intensity` on a silent face: its expression profile
+        on the expression blendshapes plus its speech profile on the speech blendshapes."""
+        return intensity * (np.tensordot(self.emotion_profiles, self.expression_basis, 1)
+                            + np.tensordot(self.emotion_speech_profiles, self.speech_basis, 1))
 
     def to_flame(
         self,
