@@ -12,7 +12,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from assets import DEMO_AUDIO, DEMO_AVATAR, DEMO_DIR
-from common.errors import InputError
+from common.errors import InputError, labelled
 from models.audio.decode import AUDIO_SUFFIXES
 from models.audio.loudness import LoudnessTarget
 from models.audio.spoken_text import SpokenText, speak
@@ -58,23 +58,17 @@ def apply_performance(args: argparse.Namespace, player: Player) -> None:
     --expression-space (which presets do not carry)."""
     if args.preset:
         performance = load_preset(args.preset)
-        try:
+        with labelled(str(args.preset)):
             player.set_performance(performance)
-        except InputError as err:
-            raise InputError(f"{args.preset}: {err}") from None
     if args.emotion:
         mix = parse_emotions(args.emotion)
-        try:
+        with labelled(f"--emotion {args.emotion}"):
             player.set_emotions(mix)
-        except InputError as err:
-            raise InputError(f"--emotion {args.emotion}: {err}") from None
     perf = player.performance
     perf.speech_gain = args.speech_gain if args.speech_gain is not None else perf.speech_gain
     perf.expression_gain = args.expression_gain if args.expression_gain is not None else perf.expression_gain
-    try:
+    with labelled(f"--expression-space {args.expression_space}"):
         player.set_expression_space(args.expression_space)
-    except InputError as err:
-        raise InputError(f"--expression-space {args.expression_space}: {err}") from None
 
 
 def living_layers(args: argparse.Namespace, player: Player) -> LivingLayers:

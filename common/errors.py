@@ -1,9 +1,22 @@
 """The one exception type `models` raises for bad user input, and how a library's exception
 becomes part of its one-line message."""
 
+import contextlib
+from collections.abc import Iterator
+
 
 class InputError(ValueError):
     """A user-supplied file or value is unusable; the message names it and the problem."""
+
+
+@contextlib.contextmanager
+def labelled(label: str) -> Iterator[None]:
+    """An InputError raised inside comes out with `label: ` in front (the option or file that
+    carried the bad value), still one line."""
+    try:
+        yield
+    except InputError as err:
+        raise InputError(f"{label}: {err}") from None
 
 
 def error_detail(err: BaseException, limit: int = 160) -> str:

@@ -23,6 +23,7 @@ from models.drivers.generator import GeneratorConfig, SpeechGenerator
 from models.learning.datasets import MeshSequence, write_florence, write_vocaset
 from models.rig.blendshapes import BlendshapeModel
 from models.rig.emotion import EmotionTrack, Keyframe
+from tests.stimuli_runs import broken_avatar
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -127,9 +128,7 @@ DESIGN = "# size: 32x32\n# fps: 10\nid,avatar,emotion,end\nhappy,demo,happy,0.3\
 def study(tmp_path_factory):
     """A stimuli folder made by `avatar stimuli`: two rows made, one failed."""
     folder = tmp_path_factory.mktemp("study")
-    broken = folder / "broken_avatar"
-    broken.mkdir()
-    (broken / "point_cloud.ply").write_bytes(b"ply\nformat binary_little_endian 1.0\nend_header\n")
+    broken = broken_avatar(folder)
     (folder / "design.csv").write_text(DESIGN.format(broken=broken))
     assert main(["stimuli", str(folder / "design.csv"), "-o", str(folder / "out"), "-q", "--backend", "cpu"]) == 1
     return folder

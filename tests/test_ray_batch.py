@@ -2,7 +2,6 @@
 local run, a killed worker's stimulus made again, a failing row, resume. Tiny clips (32×32, a
 few frames) so the whole module stays well under a minute; skipped without Ray (but the
 error that says how to install it)."""
-import json
 import os
 import signal
 import socket
@@ -19,6 +18,7 @@ import pytest
 from avatar_app.cli import main
 from common.errors import InputError
 from tests.processes import ctrl_c_reaches_it
+from tests.stimuli_runs import broken_avatar, manifest, stimuli
 
 DESIGN = """\
 # size: 32x32
@@ -48,14 +48,6 @@ def six(folder: Path) -> Path:
     return design(folder, [f"{e},{e},{0.3 + i / 10:g}" for i, e in enumerate(EMOTIONS)])
 
 
-def stimuli(*args) -> int:
-    return main(["stimuli", *map(str, args), "-q"])
-
-
-def manifest(folder: Path) -> dict:
-    return json.loads((folder / "manifest.json").read_text())
-
-
 def temporaries(folder: Path) -> list[Path]:
     return [p for p in [*folder.iterdir(), *(folder / ".avatar-stimuli").iterdir()]
             if p.name.startswith(".") and p.name != ".avatar-stimuli"]
@@ -80,9 +72,7 @@ def test_same_frames_and_manifest_as_a_local_run_and_resume(tmp_path, cluster):
 
 
 def test_a_failing_row_is_reported_and_the_others_finish(tmp_path, cluster, capsys):
-    broken = tmp_path / "broken_avatar"
-    broken.mkdir()
-    (broken / "point_cloud.ply").write_bytes(b"ply\nformat binary_little_endian 1.0\nend_header\n")
+    broken = broken_avatar(tmp_path)
     path = tmp_path / "design.csv"
     path.write_text(f"# size: 32x32\n# fps: 10\nid,avatar,end\ngood,demo,0.3\nbad,{broken},0.3\nfine,demo,0.4\n")
     assert stimuli(path, "-o", tmp_path / "out", "--ray") == 1

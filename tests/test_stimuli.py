@@ -29,6 +29,7 @@ from models.audio.loudness import LoudnessTarget, integrated_loudness, rms_level
 from models.audio.sources import Audio, load_wav, read_all, save_wav
 from models.rig.flame import save_flame_params
 from tests.processes import ctrl_c_reaches_it
+from tests.stimuli_runs import broken_avatar, manifest, stimuli
 
 RATE = 16000
 DESIGN = """\
@@ -52,19 +53,11 @@ def inputs(tmp_path_factory):
     return folder
 
 
-def stimuli(*args):
-    return main(["stimuli", *map(str, args), "-q"])
-
-
 @pytest.fixture(scope="module")
 def made(inputs, tmp_path_factory):
     out = tmp_path_factory.mktemp("made") / "out"
     assert stimuli(inputs / "design.csv", "-o", out, "--png", "--weights-csv") == 0
     return out
-
-
-def manifest(folder):
-    return json.loads((folder / "manifest.json").read_text())
 
 
 def sha256(path):
@@ -288,9 +281,7 @@ def test_the_manifest_grows_as_the_batch_goes_and_trials_use_what_is_made(inputs
 
 
 def test_a_failing_row_is_reported_and_the_others_are_made(inputs, tmp_path, capsys):
-    broken = tmp_path / "broken_avatar"
-    broken.mkdir()
-    (broken / "point_cloud.ply").write_bytes(b"ply\nformat binary_little_endian 1.0\nend_header\n")
+    broken = broken_avatar(tmp_path)
     design = tmp_path / "design.csv"
     design.write_text(f"id,avatar,end\nbad,{broken},0.3\ngood,demo,0.3\n")
     assert stimuli(design, "-o", tmp_path / "out", "--set", "size=32x32") == 1

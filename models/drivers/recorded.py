@@ -57,8 +57,9 @@ class RecordedDriver:
         if self.model is None:
             expression = np.zeros((frames, 0), np.float32)
         else:
-            expression = self.model.expression_weights(np.asarray(intensities)[start:stop], frames)
-            speech = speech + self.model.emotion_speech_weights(np.asarray(intensities)[start:stop], frames)
+            mix = np.asarray(intensities)[start:stop]
+            expression = self.model.expression_weights(mix, frames)
+            speech = speech + self.model.emotion_speech_weights(mix, frames)
         if features.expression is not None:
             expression = expression + features.expression[start:stop]
         return speech, expression

@@ -217,6 +217,6 @@ def pause_speech_profiles(driver: LearnedDriver, model: BlendshapeModel, sequenc
         for e, one in enumerate(emotions):
             added[e].append(driver.weights(features, np.tile(one, (frames, 1)))[0][quiet] - neutral)
     if not all(added):
-        raise InputError("speech generator: no neutral talking clip has a pause (a frame 40 dB below its loudest) "
-                         "to measure the emotions' speech profiles in")
+        raise InputError(f"speech generator: no neutral talking clip has a pause (a frame {quiet_db:g} dB below its "
+                         "loudest) to measure the emotions' speech profiles in")
     return np.stack([np.concatenate(frames).mean(axis=0) for frames in added]).astype(np.float32)
